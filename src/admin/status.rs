@@ -1,0 +1,194 @@
+//! The status report of `GET /api/v1/status`: every target with its VIPs and last probe,
+//! and the current answer of every app. Built by a pure function from the snapshots; the
+//! same types deserialize it in `gslb status`.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::answer::AnswerTable;
+use crate::health::HealthSnapshot;
+use crate::model::Inventory;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    /// Whether every probe has reported at least once and DNS is serving.
+    pub ready: bool,
+    pub serial: u32,
+    pub targets: Vec<TargetStatus>,
+    pub apps: Vec<AppStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub app: String,
+    pub cluster: String,
+    pub region: String,
+    /// `unknown` (no result yet, answered as up), `up` or `down`.
+    pub state: String,
+    /// RFC 3339 time of the last state change (or of the start).
+    pub since: String,
+    pub vips: Vec<VipStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub vip: String,
+    pub state: String,
+    pub since: String,
+    pub last_probe: Option<ProbeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// `success`, `failure` or `timeout`.
+    pub result: String,
+    pub detail: String,
+    pub latency_ms: f64,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub app: String,
+    pub policy: String,
+    /// True while no cluster is healthy and every VIP is answered.
+    pub fail_open: bool,
+    /// Clusters the current answer draws from.
+    pub clusters: Vec<String>,
+    /// Every address currently answered (A and AAAA).
+    pub answer: Vec<String>,
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Builds the report from the current snapshots.
+pub fn report(
+    inventory: &Inventory,
+    health: &HealthSnapshot,
+    table: &AnswerTable,
+    ready: bool,
+) -> StatusReport {
+    let targets = inventory
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            let cluster = &inventory.clusters[t.cluster];
+            let th = &health.targets[ti];
+            TargetStatus {
+                app: inventory.apps[t.app].display_name(),
+                cluster: cluster.name.clone(),
+                region: cluster.region.clone(),
+                state: th.state.as_str().to_owned(),
+                since: time(th.since),
+                vips: inventory
+                    .endpoints
+                    .iter()
+                    .zip(&health.endpoints)
+                    .filter(|(e, _)| e.target == ti)
+                    .map(|(e, h)| VipStatus {
+                        vip: e.vip.to_string(),
+                        state: h.state.as_str().to_owned(),
+                        since: time(h.since),
+                        last_probe: h.last.as_ref().map(|p| ProbeStatus {
+                            result: p.outcome.as_str().to_owned(),
+                            detail: p.detail.clone(),
+                            latency_ms: p.latency.as_secs_f64() * 1000.0,
+                            at: time(p.at),
+                        }),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let apps = inventory
+        .apps
+        .iter()
+        .zip(&table.apps)
+        .map(|(app, plan)| AppStatus {
+            app: app.display_name(),
+            policy: app.policy.as_str().to_owned(),
+            fail_open: plan.fail_open,
+            clusters: plan
+                .clusters
+                .iter()
+                .map(|&c| inventory.clusters[c].name.clone())
+                .collect(),
+            answer: plan.addresses().iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ready,
+        serial: table.serial,
+        targets,
+        apps,
+    }
+}
+
+/// Renders a report as the table `gslb status` prints.
+pub fn render(report: &StatusReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "gslb {}  ready: {}  serial: {}",
+        report.version,
+        if report.ready { "yes" } else { "no" },
+        report.serial
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:<8} {:<24} {:<8} {:<10} LAST PROBE",
+        "APP", "CLUSTER", "STATE", "SINCE", "VIP", "VIP STATE"
+    );
+    for t in &report.targets {
+        for (i, v) in t.vips.iter().enumerate() {
+            let (app, cluster, state, since) = if i == 0 {
+                (
+                    t.app.as_str(),
+                    t.cluster.as_str(),
+                    t.state.as_str(),
+                    t.since.as_str(),
+                )
+            } else {
+                ("", "", "", "")
+            };
+            let probe = v.last_probe.as_ref().map_or_else(
+                || "-".to_owned(),
+                |p| format!("{} {:.1}ms {}", p.result, p.latency_ms, p.detail),
+            );
+            let _ = writeln!(
+                out,
+                "{app:<24} {cluster:<16} {state:<8} {since:<24} {:<8} {:<10} {probe}",
+                v.vip, v.state
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<24} {:<12} {:<10} ANSWER",
+        "APP", "POLICY", "FAIL-OPEN"
+    );
+    for a in &report.apps {
+        let answer = if a.answer.is_empty() {
+            "(nothing)".to_owned()
+        } else {
+            a.answer.join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<12} {:<10} {answer}",
+            a.app,
+            a.policy,
+            if a.fail_open { "YES" } else { "no" }
+        );
+    }
+    out
+}

@@ -1,0 +1,198 @@
+//! Building the answer table from the inventory and a health snapshot: a pure function.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use super::plan::{self, rotations};
+use super::{AnswerTable, Node, RrSet, ZoneTable};
+use crate::health::HealthSnapshot;
+use crate::model::{Inventory, Zone};
+
+/// SOA timers: only secondaries use them, and gslb has none yet; common values.
+const SOA_REFRESH: i32 = 3600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 604_800;
+
+impl AnswerTable {
+    /// Plans every app and lays out every zone. `serial` is the SOA serial to serve.
+    pub fn build(inventory: &Inventory, health: &HealthSnapshot, serial: u32) -> Self {
+        let apps: Vec<plan::AppPlan> = (0..inventory.apps.len())
+            .map(|app| plan::plan(inventory, app, health))
+            .collect();
+        let mut zones: Vec<ZoneTable> = inventory
+            .zones
+            .iter()
+            .map(|z| zone_table(z, serial))
+            .collect();
+        for (spec, plan) in inventory.apps.iter().zip(&apps) {
+            let Some(zone) = zones
+                .iter_mut()
+                .filter(|z| z.origin.zone_of(&LowerName::new(&spec.name)))
+                .max_by_key(|z| z.origin.num_labels())
+            else {
+                continue; // validation guarantees a zone; nothing to serve otherwise
+            };
+            let records = |variants: &[Vec<IpAddr>]| -> Vec<Vec<Record>> {
+                variants
+                    .iter()
+                    .map(|ips| {
+                        ips.iter()
+                            .map(|ip| address(&spec.name, spec.ttl, *ip))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let node = zone.node(&spec.name);
+            if !plan.v4.is_empty() {
+                node.sets.push(RrSet::new(RecordType::A, records(&plan.v4)));
+            }
+            if !plan.v6.is_empty() {
+                node.sets
+                    .push(RrSet::new(RecordType::AAAA, records(&plan.v6)));
+            }
+        }
+        let mut table = AnswerTable {
+            zones,
+            apps,
+            serial,
+        };
+        table.add_glue();
+        table
+    }
+
+    /// Fills the additional section of NS and MX sets with addresses we serve.
+    fn add_glue(&mut self) {
+        let mut glue: Vec<(usize, LowerName, RecordType, Vec<Record>)> = Vec::new();
+        for (zi, zone) in self.zones.iter().enumerate() {
+            for (name, node) in &zone.nodes {
+                for set in &node.sets {
+                    let targets: Vec<&Name> = set
+                        .first()
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::NS(ns) => Some(&ns.0),
+                            RData::MX(mx) => Some(&mx.exchange),
+                            _ => None,
+                        })
+                        .collect();
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    let mut extra = Vec::new();
+                    for target in targets {
+                        let target = LowerName::new(target);
+                        let Some(tz) = self.zones.iter().find(|z| z.origin.zone_of(&target)) else {
+                            continue;
+                        };
+                        if let Some(node) = tz.nodes.get(&target) {
+                            for s in &node.sets {
+                                if matches!(s.rtype, RecordType::A | RecordType::AAAA) {
+                                    extra.extend(s.first().iter().cloned());
+                                }
+                            }
+                        }
+                    }
+                    glue.push((zi, name.clone(), set.rtype, extra));
+                }
+            }
+        }
+        for (zi, name, rtype, extra) in glue {
+            if let Some(set) = self.zones[zi]
+                .nodes
+                .get_mut(&name)
+                .and_then(|n| n.sets.iter_mut().find(|s| s.rtype == rtype))
+            {
+                set.additional = extra;
+            }
+        }
+    }
+}
+
+impl ZoneTable {
+    /// The node at `name`, created with every missing ancestor up to the origin (so that
+    /// empty non-terminals answer NODATA, not NXDOMAIN).
+    fn node(&mut self, name: &Name) -> &mut Node {
+        let mut ancestor = name.base_name();
+        while ancestor.num_labels() > self.origin.num_labels() {
+            self.nodes.entry(LowerName::new(&ancestor)).or_default();
+            ancestor = ancestor.base_name();
+        }
+        self.nodes.entry(LowerName::new(name)).or_default()
+    }
+}
+
+fn zone_table(zone: &Zone, serial: u32) -> ZoneTable {
+    let mname = zone
+        .nameservers
+        .first()
+        .cloned()
+        .unwrap_or_else(|| zone.origin.clone());
+    let soa = SOA::new(
+        mname,
+        zone.hostmaster.clone(),
+        serial,
+        SOA_REFRESH,
+        SOA_RETRY,
+        SOA_EXPIRE,
+        zone.negative_ttl,
+    );
+    let soa_record = Record::from_rdata(zone.origin.clone(), zone.ttl, RData::SOA(soa.clone()));
+    let negative_soa = Record::from_rdata(
+        zone.origin.clone(),
+        zone.ttl.min(zone.negative_ttl),
+        RData::SOA(soa),
+    );
+    let mut table = ZoneTable {
+        origin: LowerName::new(&zone.origin),
+        negative_soa,
+        nodes: HashMap::new(),
+    };
+    let apex = table.node(&zone.origin);
+    apex.sets
+        .push(RrSet::new(RecordType::SOA, vec![vec![soa_record]]));
+    let ns: Vec<Record> = zone
+        .nameservers
+        .iter()
+        .map(|n| Record::from_rdata(zone.origin.clone(), zone.ttl, RData::NS(NS(n.clone()))))
+        .collect();
+    apex.sets.push(RrSet::new(RecordType::NS, vec![ns]));
+
+    // Static records, grouped into sets by (name, type) in config order.
+    let mut sets: Vec<(Name, RecordType, Vec<Record>)> = Vec::new();
+    for r in &zone.records {
+        let rtype = r.rdata.record_type();
+        let record = Record::from_rdata(r.name.clone(), r.ttl, r.rdata.clone());
+        match sets
+            .iter_mut()
+            .find(|(n, t, _)| *t == rtype && LowerName::new(n) == LowerName::new(&r.name))
+        {
+            Some((_, _, records)) => records.push(record),
+            None => sets.push((r.name.clone(), rtype, vec![record])),
+        }
+    }
+    for (name, rtype, mut records) in sets {
+        // One TTL per set (RFC 2181 §5.2): the lowest written.
+        let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(zone.ttl);
+        for r in &mut records {
+            r.ttl = ttl;
+        }
+        let variants = if matches!(rtype, RecordType::A | RecordType::AAAA) {
+            rotations(records)
+        } else {
+            vec![records]
+        };
+        table.node(&name).sets.push(RrSet::new(rtype, variants));
+    }
+    table
+}
+
+fn address(name: &Name, ttl: u32, ip: IpAddr) -> Record {
+    let rdata = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(name.clone(), ttl, rdata)
+}

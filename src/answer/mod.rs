@@ -1,0 +1,182 @@
+//! The answer table: an immutable snapshot, (name, type) -> records, that the DNS path
+//! reads without locks or I/O.
+//!
+//! It is rebuilt from the inventory and a health snapshot on every health change
+//! ([`AnswerTable::build`], a pure function in `build.rs`) and swapped in whole. A lookup
+//! returns borrowed records: serving a query allocates nothing here.
+
+mod build;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+
+pub use plan::AppPlan;
+
+/// Longest CNAME chain followed inside our zones.
+pub const MAX_CHAIN: usize = 8;
+
+/// Answers for every zone, and the plan of every app that produced them.
+#[derive(Debug)]
+pub struct AnswerTable {
+    zones: Vec<ZoneTable>,
+    /// Indexed like [`crate::model::Inventory::apps`].
+    pub apps: Vec<AppPlan>,
+    pub serial: u32,
+}
+
+#[derive(Debug)]
+struct ZoneTable {
+    origin: LowerName,
+    /// The SOA as served in negative answers: TTL is min(SOA TTL, MINIMUM), RFC 2308 §3.
+    negative_soa: Record,
+    nodes: HashMap<LowerName, Node>,
+}
+
+/// Every record set at one name. An empty node is an empty non-terminal (NODATA).
+#[derive(Debug, Default)]
+struct Node {
+    sets: Vec<RrSet>,
+}
+
+/// One record set, possibly in several variants served in turn.
+#[derive(Debug)]
+struct RrSet {
+    rtype: RecordType,
+    variants: Vec<Vec<Record>>,
+    next: AtomicUsize,
+    /// Glue for NS and MX targets inside our zones.
+    additional: Vec<Record>,
+}
+
+impl RrSet {
+    fn new(rtype: RecordType, variants: Vec<Vec<Record>>) -> Self {
+        Self {
+            rtype,
+            variants,
+            next: AtomicUsize::new(0),
+            additional: Vec::new(),
+        }
+    }
+
+    /// The variant for this query: the next in turn when there are several.
+    fn pick(&self) -> &[Record] {
+        match self.variants.len() {
+            0 => &[],
+            1 => &self.variants[0],
+            n => &self.variants[self.next.fetch_add(1, Ordering::Relaxed) % n],
+        }
+    }
+
+    fn first(&self) -> &[Record] {
+        self.variants.first().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// What a query gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records in the answer section (possibly only a CNAME chain leaving our zones).
+    Answer,
+    /// The name exists, not with this type: NOERROR, no answer, SOA in authority.
+    NoData,
+    /// The name does not exist: NXDOMAIN, SOA in authority.
+    NxDomain,
+    /// The name is in none of our zones: REFUSED (we are not a resolver).
+    Refused,
+}
+
+/// A lookup result borrowing from the table.
+#[derive(Debug)]
+pub struct Response<'a> {
+    pub outcome: Outcome,
+    chain: [&'a [Record]; MAX_CHAIN + 1],
+    chain_len: usize,
+    /// SOA for the authority section of negative answers.
+    pub soa: Option<&'a Record>,
+    pub additional: &'a [Record],
+}
+
+impl<'a> Response<'a> {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            chain: [&[]; MAX_CHAIN + 1],
+            chain_len: 0,
+            soa: None,
+            additional: &[],
+        }
+    }
+
+    /// Records of the answer section, in order (CNAMEs first, then the final set).
+    pub fn answers(&self) -> impl Iterator<Item = &'a Record> + Send + 'a {
+        let chain = self.chain;
+        (0..self.chain_len).flat_map(move |i| chain[i].iter())
+    }
+
+    fn push(&mut self, records: &'a [Record]) {
+        if self.chain_len < self.chain.len() {
+            self.chain[self.chain_len] = records;
+            self.chain_len += 1;
+        }
+    }
+}
+
+impl AnswerTable {
+    /// Answers `qname`/`qtype` from the table.
+    pub fn lookup(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
+        let Some(zone) = self.zone_of(qname) else {
+            return Response::new(Outcome::Refused);
+        };
+        let mut response = Response::new(Outcome::Answer);
+        let mut name = qname.clone();
+        let mut zone = zone;
+        for _ in 0..=MAX_CHAIN {
+            let Some(node) = zone.nodes.get(&name) else {
+                response.outcome = Outcome::NxDomain;
+                response.soa = Some(&zone.negative_soa);
+                return response;
+            };
+            let wanted = if qtype == RecordType::ANY {
+                // RFC 8482: answer ANY with one record set rather than all of them.
+                node.sets.first()
+            } else {
+                node.sets.iter().find(|s| s.rtype == qtype)
+            };
+            if let Some(set) = wanted {
+                response.push(set.pick());
+                response.additional = &set.additional;
+                return response;
+            }
+            let Some(cname) = node.sets.iter().find(|s| s.rtype == RecordType::CNAME) else {
+                response.outcome = Outcome::NoData;
+                response.soa = Some(&zone.negative_soa);
+                return response;
+            };
+            let records = cname.pick();
+            response.push(records);
+            let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
+                return response;
+            };
+            name = LowerName::new(&target.0);
+            match self.zone_of(&name) {
+                Some(z) => zone = z,
+                // The chain leaves our zones: the resolver follows it from here.
+                None => return response,
+            }
+        }
+        // A loop or an over-long chain: answer what we have, as resolvers expect.
+        response
+    }
+
+    /// The zone holding `name`: the one with the longest matching origin.
+    fn zone_of(&self, name: &LowerName) -> Option<&ZoneTable> {
+        self.zones
+            .iter()
+            .filter(|z| z.origin.zone_of(name))
+            .max_by_key(|z| z.origin.num_labels())
+    }
+}
+

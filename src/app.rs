@@ -1,0 +1,241 @@
+//! The only wiring: builds every component from a validated config, starts them in order,
+//! and owns the shutdown order.
+//!
+//! Start: metrics → health snapshot and first answer table (every target `unknown`, so
+//! every cluster is answered until probes say otherwise) → DNS and admin listeners (a
+//! bind failure stops here, before anything runs) → health, answer planner, probes →
+//! readiness latch once every endpoint has a first result.
+//!
+//! Stop: readiness drops first, then DNS stops answering, then probes and the rest.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::answer::AnswerTable;
+use crate::config::Config;
+use crate::dns::{self, DnsServer};
+use crate::health::{self, HealthBook, HealthSnapshot};
+use crate::metrics::Metrics;
+use crate::model::Inventory;
+use crate::probe;
+
+/// Probe reports buffered between probes and health.
+const REPORT_QUEUE: usize = 4096;
+
+/// A running gslb.
+pub struct Running {
+    /// Where DNS is served (UDP and TCP on each), with real ports.
+    pub dns_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    pub table: Arc<ArcSwap<AnswerTable>>,
+    dns: DnsServer,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("dns_addrs", &self.dns_addrs)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts serving `config`.
+///
+/// # Errors
+///
+/// When a listener cannot be bound or a probe cannot be prepared; nothing is left running.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let Config { server, inventory } = config;
+    let inventory = Arc::new(inventory);
+    let metrics = Arc::new(Metrics::new());
+    let now = SystemTime::now();
+
+    let book = HealthBook::new(inventory.clone(), now);
+    let first = Arc::new(book.snapshot().clone());
+    for t in 0..inventory.targets.len() {
+        let (app, cluster) = inventory.target_labels(t);
+        metrics.set_target_state(&app, cluster, first.targets[t].state);
+    }
+    let serial = next_serial(0);
+    let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(
+        &inventory, &first, serial,
+    )));
+    for (app, plan) in inventory.apps.iter().zip(&table.load().apps) {
+        metrics.set_fail_open(&app.display_name(), plan.fail_open);
+    }
+
+    let handler = dns::Handler::new(table.clone(), metrics.clone());
+    let dns = dns::bind(&server.dns_listen, server.tcp_idle_timeout, handler)
+        .await
+        .context("cannot start the DNS server")?;
+    let admin_listener = admin::bind(server.admin_listen)
+        .await
+        .context("cannot start the admin API")?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
+    let (health_tx, health_rx) = watch::channel(first);
+    tasks.spawn(health::run(book, report_rx, health_tx, metrics.clone()));
+    tasks.spawn(plan_answers(
+        inventory.clone(),
+        health_rx.clone(),
+        table.clone(),
+        metrics.clone(),
+        serial,
+    ));
+    let mut probes = probe::spawn_all(&inventory, report_tx, cancel.clone())?;
+    tasks.spawn(async move { while probes.join_next().await.is_some() {} });
+
+    let ready = Arc::new(AtomicBool::new(false));
+    tasks.spawn(latch_ready(
+        inventory.clone(),
+        health_rx.clone(),
+        ready.clone(),
+        cancel.clone(),
+    ));
+    let state = AdminState {
+        inventory: inventory.clone(),
+        health: health_rx,
+        table: table.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let admin_cancel = cancel.clone();
+    tasks.spawn(async move {
+        if let Err(e) = admin::serve(admin_listener, state, admin_cancel).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+
+    let dns_addrs = dns.local_addrs.clone();
+    for addr in &dns_addrs {
+        tracing::info!(%addr, "DNS listening on udp and tcp");
+    }
+    tracing::info!(addr = %admin_addr, "admin API listening");
+    Ok(Running {
+        dns_addrs,
+        admin_addr,
+        ready,
+        metrics,
+        table,
+        dns,
+        cancel,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops in order: readiness, DNS, then probes, health and admin.
+    ///
+    /// # Errors
+    ///
+    /// When the DNS server reports a listener failure on the way down.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.ready.store(false, Ordering::Release);
+        let dns = self.dns.shutdown().await;
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        dns
+    }
+}
+
+/// Rebuilds the answer table on every health state change, and logs and counts what
+/// each app's answer became.
+async fn plan_answers(
+    inventory: Arc<Inventory>,
+    mut health: watch::Receiver<Arc<HealthSnapshot>>,
+    table: Arc<ArcSwap<AnswerTable>>,
+    metrics: Arc<Metrics>,
+    mut serial: u32,
+) {
+    let mut version = health.borrow().version;
+    while health.changed().await.is_ok() {
+        let snapshot = health.borrow_and_update().clone();
+        if snapshot.version == version {
+            continue; // new probe results, same states: answers cannot have changed
+        }
+        version = snapshot.version;
+        serial = next_serial(serial);
+        let next = AnswerTable::build(&inventory, &snapshot, serial);
+        let prev = table.load();
+        for ((app, before), after) in inventory.apps.iter().zip(&prev.apps).zip(&next.apps) {
+            let name = app.display_name();
+            let (mut was, mut now) = (before.addresses(), after.addresses());
+            was.sort();
+            now.sort();
+            if was != now {
+                metrics.count_answer_change(&name);
+                let answer: Vec<String> =
+                    after.addresses().iter().map(ToString::to_string).collect();
+                tracing::info!(app = %name, answer = %answer.join(" "), fail_open = after.fail_open, "answer changed");
+            }
+            if before.fail_open != after.fail_open {
+                metrics.set_fail_open(&name, after.fail_open);
+                if after.fail_open {
+                    tracing::warn!(app = %name, "no cluster is healthy: failing open, answering every VIP");
+                } else {
+                    tracing::info!(app = %name, "a cluster is healthy again: fail-open ended");
+                }
+            }
+        }
+        table.store(Arc::new(next));
+    }
+}
+
+/// Sets the readiness latch once every endpoint has a first probe result, or once the
+/// longest probe interval and timeout have passed twice over (so one unreachable target
+/// cannot hold readiness back forever).
+async fn latch_ready(
+    inventory: Arc<Inventory>,
+    mut health: watch::Receiver<Arc<HealthSnapshot>>,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let longest = inventory
+        .apps
+        .iter()
+        .map(|a| a.probe.interval + a.probe.timeout)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let all_probed = async {
+        while !health.borrow_and_update().all_probed() {
+            if health.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = all_probed => {}
+        _ = tokio::time::sleep(longest * 2) => {
+            tracing::warn!("not every target answered a first probe in time; ready anyway");
+        }
+    }
+    ready.store(true, Ordering::Release);
+    tracing::info!("ready");
+}
+
+/// The next SOA serial: the Unix time, or one more than the last if that is not later.
+fn next_serial(last: u32) -> u32 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    now.max(last.wrapping_add(1))
+}

@@ -1,0 +1,322 @@
+//! Loading and validating the TOML config.
+//!
+//! Loading runs in three steps, and reports every problem it finds, not just the first:
+//!
+//! 1. the text is parsed as TOML (a syntax error stops here, with its line);
+//! 2. each section (`[server]`, every `[[zone]]`, `[[cluster]]` and `[[app]]`) is
+//!    deserialized on its own into the structs of [`raw`], so a bad key in one app does not
+//!    hide a bad key in another;
+//! 3. [`validate`] checks meaning across sections (names resolve, timeouts fit intervals,
+//!    records are well-formed) and builds the [`Config`].
+//!
+//! Every problem carries a key path such as `app[0].probe.timeout`, which is resolved to a
+//! line of the file through the spans of the parsed document.
+
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue};
+
+use crate::model::Inventory;
+
+/// A validated config, ready to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub inventory: Inventory,
+}
+
+/// Validated `[server]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub dns_listen: Vec<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Everything wrong with a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// How the file was named to us (a path, or `<embedded demo>`).
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+/// One problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// 1-based line of the key (or of the closest enclosing section), if known.
+    pub line: Option<usize>,
+    /// Key path, e.g. `app[0].probe.timeout`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} found",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(f, "  {}:{line}: ", self.file)?,
+                None => write!(f, "  {}: ", self.file)?,
+            }
+            if p.key.is_empty() {
+                writeln!(f, "{}", p.message)?;
+            } else {
+                writeln!(f, "{}: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates a config file.
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming the file, with one [`Problem`] per thing wrong (an unreadable
+/// file is one problem).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => Err(ConfigError {
+            file,
+            problems: vec![Problem {
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Parses and validates config text; `file` names it in errors.
+///
+/// # Errors
+///
+/// A [`ConfigError`] listing every problem found.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: file.to_owned(),
+        problems,
+    };
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start));
+            return Err(fail(vec![Problem {
+                line,
+                key: String::new(),
+                message: format!("invalid TOML: {}", e.message()),
+            }]));
+        }
+    };
+    // The same text as plain values, for serde; it parsed above, so it parses here.
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(fail(vec![Problem {
+                line: None,
+                key: String::new(),
+                message: format!("invalid TOML: {e}"),
+            }]));
+        }
+    };
+
+    let mut sections = Sections::default();
+    let mut problems = Vec::new();
+    for (key, value) in &table {
+        match key.as_str() {
+            "server" => {
+                sections.server = deserialize_at(value, KeyPath::key("server"), &mut problems)
+            }
+            "zone" => sections.zones = deserialize_list(value, "zone", &mut problems),
+            "cluster" => sections.clusters = deserialize_list(value, "cluster", &mut problems),
+            "app" => sections.apps = deserialize_list(value, "app", &mut problems),
+            other => problems.push(PathProblem::new(
+                KeyPath::key(other),
+                format!(
+                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`"
+                ),
+            )),
+        }
+    }
+    let config = validate::validate(sections, &mut problems);
+    if problems.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    let mut located: Vec<Problem> = problems
+        .into_iter()
+        .map(|p| Problem {
+            line: p.path.locate(&doc).map(|offset| line_of(text, offset)),
+            key: p.path.to_string(),
+            message: p.message,
+        })
+        .collect();
+    located.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    Err(fail(located))
+}
+
+/// The sections that deserialized; `None` entries failed and are already reported.
+#[derive(Debug, Default)]
+pub(crate) struct Sections {
+    pub server: Option<raw::RawServer>,
+    pub zones: Vec<Option<raw::RawZone>>,
+    pub clusters: Vec<Option<raw::RawCluster>>,
+    pub apps: Vec<Option<raw::RawApp>>,
+}
+
+fn deserialize_list<T: DeserializeOwned>(
+    value: &toml::Value,
+    key: &str,
+    problems: &mut Vec<PathProblem>,
+) -> Vec<Option<T>> {
+    match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| deserialize_at(item, KeyPath::key(key).index(i), problems))
+            .collect(),
+        _ => {
+            problems.push(PathProblem::new(
+                KeyPath::key(key),
+                format!("must be an array of tables, written [[{key}]]"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn deserialize_at<T: DeserializeOwned>(
+    value: &toml::Value,
+    at: KeyPath,
+    problems: &mut Vec<PathProblem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut path = at;
+            for seg in e.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Map { key } => path = path.key_owned(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => path = path.index(*index),
+                    _ => {}
+                }
+            }
+            // An unknown field names itself; point at it rather than at its table.
+            let message = e.into_inner().to_string();
+            if let Some(field) = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                path = path.key_owned(field.to_owned());
+            }
+            problems.push(PathProblem::new(path, message));
+            None
+        }
+    }
+}
+
+/// A problem found before lines are known.
+#[derive(Debug)]
+pub(crate) struct PathProblem {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+impl PathProblem {
+    pub fn new(path: KeyPath, message: impl Into<String>) -> Self {
+        Self {
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// A key path into the document: `app[0].probe.timeout`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct KeyPath(Vec<Seg>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    pub fn key(k: &str) -> Self {
+        Self(vec![Seg::Key(k.to_owned())])
+    }
+    pub fn key_owned(mut self, k: String) -> Self {
+        self.0.push(Seg::Key(k));
+        self
+    }
+    pub fn then(&self, k: &str) -> Self {
+        self.clone().key_owned(k.to_owned())
+    }
+    pub fn index(mut self, i: usize) -> Self {
+        self.0.push(Seg::Index(i));
+        self
+    }
+
+    /// Byte offset of the deepest part of the path present in the document.
+    fn locate(&self, doc: &toml::Spanned<DeTable<'_>>) -> Option<usize> {
+        let mut found = None;
+        let mut current: Option<&toml::Spanned<DeValue<'_>>> = None;
+        for (n, seg) in self.0.iter().enumerate() {
+            let next = match (n, seg) {
+                (0, Seg::Key(k)) => doc.get_ref().get(k.as_str()),
+                (_, Seg::Key(k)) => current.and_then(|v| v.get_ref().get(k.as_str())),
+                (_, Seg::Index(i)) => current.and_then(|v| v.get_ref().get(*i)),
+            };
+            match next {
+                Some(v) => {
+                    found = Some(v.span().start);
+                    current = Some(v);
+                }
+                None => break,
+            }
+        }
+        found
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if n == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+

@@ -1,0 +1,168 @@
+//! The config file as written: serde structs that mirror the TOML one to one.
+//!
+//! Every struct denies unknown fields, so a typo is an error rather than a silently
+//! ignored key. Values stay strings where they need parsing with context (addresses,
+//! durations, record values); `validate` turns them into the model.
+
+use serde::Deserialize;
+
+/// `[server]`: listeners and process-wide settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Addresses served on UDP and TCP.
+    #[serde(default = "default_dns_listen")]
+    pub dns_listen: Vec<String>,
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    /// A TCP connection that sends nothing for this long is closed.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            dns_listen: default_dns_listen(),
+            admin_listen: default_admin_listen(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+        }
+    }
+}
+
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:15353";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:19153";
+
+fn default_dns_listen() -> Vec<String> {
+    vec![DEFAULT_DNS_LISTEN.to_owned()]
+}
+fn default_admin_listen() -> String {
+    DEFAULT_ADMIN_LISTEN.to_owned()
+}
+fn default_tcp_idle_timeout() -> String {
+    "10s".to_owned()
+}
+
+/// `[[zone]]`: one authoritative zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub name: String,
+    pub nameservers: Vec<String>,
+    pub hostmaster: String,
+    #[serde(default = "default_zone_ttl")]
+    pub ttl: u32,
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: u32,
+    #[serde(default)]
+    pub records: Vec<RawRecord>,
+}
+
+fn default_zone_ttl() -> u32 {
+    300
+}
+fn default_negative_ttl() -> u32 {
+    30
+}
+
+/// One static record: `{ name = "ns1", type = "A", value = "127.0.0.1" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    /// Relative to the zone (`@` is the apex) unless it ends in `.` or in the zone name.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub value: String,
+    pub ttl: Option<u32>,
+}
+
+/// `[[cluster]]`: one member cluster and its ingress VIPs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: String,
+    #[serde(default)]
+    pub region: String,
+    pub vips: Vec<String>,
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_priority() -> u32 {
+    1
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[[app]]`: one served name and how it picks clusters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: String,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default = "default_app_ttl")]
+    pub ttl: u32,
+    /// Defaults to every cluster, in config order.
+    pub clusters: Option<Vec<String>>,
+    pub probe: RawProbe,
+    #[serde(default = "default_true")]
+    pub fail_open: bool,
+}
+
+fn default_policy() -> String {
+    "failover".to_owned()
+}
+fn default_app_ttl() -> u32 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `probe = { kind = "http", ... }` of an app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// `http`, `https` or `tcp`.
+    pub kind: String,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    /// Host header and TLS SNI; defaults to the app name.
+    pub host: Option<String>,
+    /// `"200-399"` or a single code such as `"204"`.
+    pub expect_status: Option<String>,
+    pub body_contains: Option<String>,
+    pub tls_verify: Option<bool>,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+/// Probe defaults, justified in the README ("How failover timing works").
+pub const DEFAULT_INTERVAL: &str = "1s";
+pub const DEFAULT_TIMEOUT: &str = "800ms";
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_owned()
+}
+fn default_timeout() -> String {
+    DEFAULT_TIMEOUT.to_owned()
+}
+fn default_rise() -> u32 {
+    DEFAULT_RISE
+}
+fn default_fall() -> u32 {
+    DEFAULT_FALL
+}

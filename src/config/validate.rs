@@ -1,0 +1,570 @@
+//! Meaning checks over the deserialized sections, and the build of the validated
+//! [`Config`]. Every check pushes a problem and carries on, so one run reports them all.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
+use hickory_proto::rr::{Name, RData};
+
+use super::raw::{RawApp, RawCluster, RawProbe, RawRecord, RawServer, RawZone};
+use super::{Config, KeyPath, PathProblem, Sections, Server};
+use crate::model::{App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Zone};
+
+/// Largest TTL we accept anywhere: one day. Longer TTLs defeat failover.
+const MAX_TTL: u32 = 86_400;
+/// Shortest probe interval: faster probing buys little and loads ingresses.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Collects problems into `problems`; returns a config only if every section parsed.
+pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> Option<Config> {
+    let mut v = Validator { problems };
+    let server = v.server(&sections.server.unwrap_or_default());
+
+    let mut zones = Vec::new();
+    for (i, zone) in sections.zones.iter().enumerate() {
+        if let Some(zone) = zone {
+            zones.push(v.zone(zone, KeyPath::key("zone").index(i)));
+        }
+    }
+    if sections.zones.is_empty() {
+        v.push(KeyPath::key("zone"), "at least one [[zone]] is required");
+    }
+    v.unique(
+        zones
+            .iter()
+            .flatten()
+            .map(|z| z.origin.to_lowercase().to_ascii()),
+        "zone",
+        "name",
+        "zone",
+    );
+
+    let mut clusters = Vec::new();
+    for (i, cluster) in sections.clusters.iter().enumerate() {
+        if let Some(cluster) = cluster {
+            clusters.push(v.cluster(cluster, KeyPath::key("cluster").index(i)));
+        }
+    }
+    v.unique(
+        clusters.iter().flatten().map(|c| c.name.clone()),
+        "cluster",
+        "name",
+        "cluster",
+    );
+
+    let zone_list: Vec<Zone> = zones.iter().flatten().cloned().collect();
+    let cluster_list: Vec<Cluster> = clusters.iter().flatten().cloned().collect();
+    let mut apps = Vec::new();
+    for (i, app) in sections.apps.iter().enumerate() {
+        if let Some(app) = app {
+            apps.push(v.app(app, KeyPath::key("app").index(i), &zone_list, &cluster_list));
+        }
+    }
+    v.unique(
+        apps.iter()
+            .flatten()
+            .map(|a| a.name.to_lowercase().to_ascii()),
+        "app",
+        "name",
+        "app",
+    );
+
+    let all_parsed = sections.zones.iter().all(Option::is_some)
+        && sections.clusters.iter().all(Option::is_some)
+        && sections.apps.iter().all(Option::is_some)
+        && zones.iter().all(Option::is_some)
+        && clusters.iter().all(Option::is_some)
+        && apps.iter().all(Option::is_some);
+    if !all_parsed || !v.problems.is_empty() {
+        return None;
+    }
+    Some(Config {
+        server: server?,
+        inventory: Inventory::new(
+            zone_list,
+            cluster_list,
+            apps.into_iter().flatten().collect(),
+        ),
+    })
+}
+
+struct Validator<'a> {
+    problems: &'a mut Vec<PathProblem>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.problems.push(PathProblem::new(path, message));
+    }
+
+    /// Reports a value that does not parse; returns it parsed otherwise.
+    fn parse<T>(&mut self, path: KeyPath, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.push(path, e)).ok()
+    }
+
+    fn unique(
+        &mut self,
+        names: impl Iterator<Item = String>,
+        section: &str,
+        key: &str,
+        what: &str,
+    ) {
+        let mut seen = HashSet::new();
+        for (i, name) in names.enumerate() {
+            if !seen.insert(name.clone()) {
+                self.push(
+                    KeyPath::key(section).index(i).then(key),
+                    format!("duplicate {what} name `{name}`"),
+                );
+            }
+        }
+    }
+
+    fn server(&mut self, raw: &RawServer) -> Option<Server> {
+        let at = KeyPath::key("server");
+        let mut dns_listen = Vec::new();
+        for (i, a) in raw.dns_listen.iter().enumerate() {
+            dns_listen.extend(self.parse(at.then("dns_listen").index(i), socket_addr(a)));
+        }
+        if raw.dns_listen.is_empty() {
+            self.push(at.then("dns_listen"), "needs at least one address");
+        }
+        let admin_listen = self.parse(at.then("admin_listen"), socket_addr(&raw.admin_listen));
+        let tcp_idle_timeout =
+            self.parse(at.then("tcp_idle_timeout"), duration(&raw.tcp_idle_timeout));
+        Some(Server {
+            dns_listen,
+            admin_listen: admin_listen?,
+            tcp_idle_timeout: tcp_idle_timeout?,
+        })
+    }
+
+    fn zone(&mut self, raw: &RawZone, at: KeyPath) -> Option<Zone> {
+        let origin = self.parse(at.then("name"), fqdn(&raw.name))?;
+        let mut nameservers = Vec::new();
+        for (i, ns) in raw.nameservers.iter().enumerate() {
+            nameservers.extend(self.parse(at.then("nameservers").index(i), fqdn(ns)));
+        }
+        if raw.nameservers.is_empty() {
+            self.push(at.then("nameservers"), "needs at least one name server");
+        }
+        let hostmaster = self.parse(at.then("hostmaster"), mailbox(&raw.hostmaster));
+        for (key, ttl) in [("ttl", raw.ttl), ("negative_ttl", raw.negative_ttl)] {
+            if ttl > MAX_TTL {
+                self.push(
+                    at.then(key),
+                    format!("{ttl} is over the limit of {MAX_TTL} seconds"),
+                );
+            }
+        }
+        let mut records = Vec::new();
+        for (i, r) in raw.records.iter().enumerate() {
+            let rat = at.then("records").index(i);
+            records.extend(self.record(r, &origin, raw.ttl, rat));
+        }
+        self.zone_consistency(&origin, &nameservers, &records, &at);
+        Some(Zone {
+            origin,
+            nameservers,
+            hostmaster: hostmaster?,
+            ttl: raw.ttl,
+            negative_ttl: raw.negative_ttl,
+            records,
+        })
+    }
+
+    fn record(
+        &mut self,
+        r: &RawRecord,
+        origin: &Name,
+        ttl: u32,
+        at: KeyPath,
+    ) -> Option<StaticRecord> {
+        let name = self.parse(at.then("name"), owner_name(origin, &r.name))?;
+        if !origin.zone_of(&name) {
+            self.push(
+                at.then("name"),
+                format!("`{name}` is outside the zone `{origin}`"),
+            );
+            return None;
+        }
+        let rdata = self.parse(
+            at.then("value"),
+            rdata(&r.rtype, &r.value).map_err(|e| {
+                if e.starts_with("unsupported") {
+                    e
+                } else {
+                    format!("{e} (for a {} record)", r.rtype.to_uppercase())
+                }
+            }),
+        )?;
+        if matches!(rdata, RData::CNAME(_)) && &name == origin {
+            self.push(at.then("name"), "a CNAME cannot stand at the zone apex");
+        }
+        let ttl = r.ttl.unwrap_or(ttl);
+        if ttl > MAX_TTL {
+            self.push(
+                at.then("ttl"),
+                format!("{ttl} is over the limit of {MAX_TTL} seconds"),
+            );
+        }
+        Some(StaticRecord { name, ttl, rdata })
+    }
+
+    /// CNAMEs stand alone, and in-zone name servers have glue.
+    fn zone_consistency(
+        &mut self,
+        origin: &Name,
+        ns: &[Name],
+        records: &[StaticRecord],
+        at: &KeyPath,
+    ) {
+        let mut types: HashMap<Name, Vec<&'static str>> = HashMap::new();
+        for r in records {
+            types
+                .entry(r.name.to_lowercase())
+                .or_default()
+                .push(rtype_name(&r.rdata));
+        }
+        for (name, t) in &types {
+            if t.contains(&"CNAME") && t.len() > 1 {
+                self.push(
+                    at.then("records"),
+                    format!("`{name}` has a CNAME and other records; a CNAME must stand alone"),
+                );
+            }
+        }
+        for (i, n) in ns.iter().enumerate() {
+            let lower = n.to_lowercase();
+            let has_glue = types
+                .get(&lower)
+                .is_some_and(|t| t.iter().any(|t| *t == "A" || *t == "AAAA"));
+            if origin.zone_of(n) && !has_glue {
+                self.push(
+                    at.then("nameservers").index(i),
+                    format!("`{n}` is inside the zone, so it needs an A or AAAA record in `records` (glue)"),
+                );
+            }
+        }
+    }
+
+    fn cluster(&mut self, raw: &RawCluster, at: KeyPath) -> Option<Cluster> {
+        if raw.name.trim().is_empty() {
+            self.push(at.then("name"), "must not be empty");
+        }
+        let mut vips = Vec::new();
+        for (i, v) in raw.vips.iter().enumerate() {
+            vips.extend(
+                self.parse(
+                    at.then("vips").index(i),
+                    IpAddr::from_str(v.trim())
+                        .map_err(|_| format!("`{v}` is not an IPv4 or IPv6 address")),
+                ),
+            );
+        }
+        if raw.vips.is_empty() {
+            self.push(at.then("vips"), "needs at least one ingress VIP");
+        }
+        if raw.weight == 0 {
+            self.push(at.then("weight"), "must be at least 1");
+        }
+        Some(Cluster {
+            name: raw.name.clone(),
+            region: raw.region.clone(),
+            vips,
+            priority: raw.priority,
+            weight: raw.weight,
+        })
+    }
+
+    fn app(
+        &mut self,
+        raw: &RawApp,
+        at: KeyPath,
+        zones: &[Zone],
+        clusters: &[Cluster],
+    ) -> Option<App> {
+        let name = self.parse(at.then("name"), fqdn(&raw.name));
+        if let Some(name) = &name {
+            match zones.iter().find(|z| z.origin.zone_of(name)) {
+                None => self.push(
+                    at.then("name"),
+                    format!("`{name}` is in none of the configured zones"),
+                ),
+                Some(zone) => {
+                    if let Some(r) = zone.records.iter().find(|r| {
+                        r.name.to_lowercase() == name.to_lowercase()
+                            && matches!(r.rdata, RData::A(_) | RData::AAAA(_) | RData::CNAME(_))
+                    }) {
+                        self.push(
+                            at.then("name"),
+                            format!("`{name}` also has a static {} record in zone `{}`; an app owns its A and AAAA answers", rtype_name(&r.rdata), zone.origin),
+                        );
+                    }
+                }
+            }
+        }
+        let policy = self.parse(
+            at.then("policy"),
+            match raw.policy.as_str() {
+                "failover" => Ok(Policy::Failover),
+                "round-robin" => Ok(Policy::RoundRobin),
+                "weighted" => Ok(Policy::Weighted),
+                other => Err(format!(
+                    "unknown policy `{other}`, expected `failover`, `round-robin` or `weighted`"
+                )),
+            },
+        );
+        if raw.ttl > MAX_TTL {
+            self.push(
+                at.then("ttl"),
+                format!("{} is over the limit of {MAX_TTL} seconds", raw.ttl),
+            );
+        }
+        let mut members = Vec::new();
+        match &raw.clusters {
+            None => members.extend(0..clusters.len()),
+            Some(list) => {
+                for (i, c) in list.iter().enumerate() {
+                    match clusters.iter().position(|k| &k.name == c) {
+                        Some(idx) if members.contains(&idx) => self.push(
+                            at.then("clusters").index(i),
+                            format!("cluster `{c}` is listed twice"),
+                        ),
+                        Some(idx) => members.push(idx),
+                        None => self.push(
+                            at.then("clusters").index(i),
+                            format!("unknown cluster `{c}`; define it in a [[cluster]] section"),
+                        ),
+                    }
+                }
+            }
+        }
+        if members.is_empty() {
+            self.push(at.then("clusters"), "the app has no cluster to answer with");
+        }
+        let default_host = name
+            .as_ref()
+            .map(|n| n.to_ascii().trim_end_matches('.').to_owned());
+        let probe = self.probe(
+            &raw.probe,
+            at.then("probe"),
+            default_host.unwrap_or_default(),
+        );
+        Some(App {
+            name: name?,
+            policy: policy?,
+            ttl: raw.ttl,
+            clusters: members,
+            probe: probe?,
+            fail_open: raw.fail_open,
+        })
+    }
+
+    fn probe(&mut self, raw: &RawProbe, at: KeyPath, default_host: String) -> Option<ProbeSpec> {
+        let interval = self.parse(at.then("interval"), duration(&raw.interval));
+        let timeout = self.parse(at.then("timeout"), duration(&raw.timeout));
+        if let Some(i) = interval.filter(|i| *i < MIN_INTERVAL) {
+            self.push(
+                at.then("interval"),
+                format!(
+                    "{} is below the minimum of 100ms",
+                    humantime::format_duration(i)
+                ),
+            );
+        }
+        if let (Some(i), Some(t)) = (interval, timeout) {
+            if t > i || t.is_zero() {
+                self.push(at.then("timeout"), format!(
+                    "{} must be above zero and no longer than the interval ({}), so probes never overlap",
+                    humantime::format_duration(t), humantime::format_duration(i)
+                ));
+            }
+        }
+        for (key, n) in [("rise", raw.rise), ("fall", raw.fall)] {
+            if n == 0 {
+                self.push(at.then(key), "must be at least 1");
+            }
+        }
+        let http_only = [
+            ("path", raw.path.is_some()),
+            ("host", raw.host.is_some()),
+            ("expect_status", raw.expect_status.is_some()),
+            ("body_contains", raw.body_contains.is_some()),
+            ("tls_verify", raw.tls_verify.is_some()),
+        ];
+        let kind = match raw.kind.as_str() {
+            "http" | "https" => {
+                let https = raw.kind == "https";
+                let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+                if !path.starts_with('/') {
+                    self.push(at.then("path"), format!("`{path}` must start with `/`"));
+                }
+                let expect = self.parse(
+                    at.then("expect_status"),
+                    status_range(raw.expect_status.as_deref().unwrap_or("200-399")),
+                );
+                Some(ProbeKind::Http {
+                    https,
+                    port: raw.port.unwrap_or(if https { 443 } else { 80 }),
+                    path,
+                    host: raw.host.clone().unwrap_or(default_host),
+                    expect_status: expect?,
+                    body_contains: raw.body_contains.clone(),
+                    tls_verify: raw.tls_verify.unwrap_or(true),
+                })
+            }
+            "tcp" => {
+                for (key, set) in http_only {
+                    if set {
+                        self.push(at.then(key), "applies only to `http` and `https` probes");
+                    }
+                }
+                match raw.port {
+                    Some(port) => Some(ProbeKind::Tcp { port }),
+                    None => {
+                        self.push(at.then("port"), "a `tcp` probe needs a port");
+                        None
+                    }
+                }
+            }
+            other => {
+                self.push(
+                    at.then("kind"),
+                    format!("unknown probe kind `{other}`, expected `http`, `https` or `tcp`"),
+                );
+                None
+            }
+        };
+        if raw.port == Some(0) {
+            self.push(at.then("port"), "must be between 1 and 65535");
+        }
+        Some(ProbeSpec {
+            kind: kind?,
+            interval: interval?,
+            timeout: timeout?,
+            rise: raw.rise,
+            fall: raw.fall,
+        })
+    }
+}
+
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    SocketAddr::from_str(s.trim()).map_err(|_| {
+        format!("`{s}` is not an address with a port, such as 127.0.0.1:53 or [::1]:53")
+    })
+}
+
+/// Parses a duration that carries its unit: `"1s"`, `"800ms"`, `"2m"`.
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration with a unit, such as \"800ms\" or \"2s\" ({e})")
+    })
+}
+
+/// A fully qualified domain name, with or without its trailing dot.
+pub(crate) fn fqdn(s: &str) -> Result<Name, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "." {
+        return Err("must be a domain name, such as `tke-demo.cn`".to_owned());
+    }
+    let mut name =
+        Name::from_ascii(s).map_err(|e| format!("`{s}` is not a valid domain name ({e})"))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// The SOA RNAME: `hostmaster.tke-demo.cn`, or `hostmaster@tke-demo.cn` written as a mail address.
+fn mailbox(s: &str) -> Result<Name, String> {
+    fqdn(&s.trim().replacen('@', ".", 1))
+}
+
+/// A record owner: `@` is the apex; names are relative unless they end with a dot or the zone.
+fn owner_name(origin: &Name, s: &str) -> Result<Name, String> {
+    let s = s.trim();
+    if s == "@" || s.is_empty() {
+        return Ok(origin.clone());
+    }
+    let name = Name::from_ascii(s).map_err(|e| format!("`{s}` is not a valid name ({e})"))?;
+    if s.ends_with('.') {
+        return Ok(name);
+    }
+    let absolute = fqdn(s)?;
+    if origin.zone_of(&absolute) {
+        Ok(absolute)
+    } else {
+        name.append_domain(origin)
+            .map_err(|e| format!("`{s}` is too long inside `{origin}` ({e})"))
+    }
+}
+
+fn rdata(rtype: &str, value: &str) -> Result<RData, String> {
+    let v = value.trim();
+    Ok(match rtype.to_ascii_uppercase().as_str() {
+        "A" => RData::A(A(v
+            .parse()
+            .map_err(|_| format!("`{v}` is not an IPv4 address"))?)),
+        "AAAA" => RData::AAAA(AAAA(
+            v.parse()
+                .map_err(|_| format!("`{v}` is not an IPv6 address"))?,
+        )),
+        "CNAME" => RData::CNAME(CNAME(fqdn(v)?)),
+        "TXT" => RData::TXT(TXT::new(txt_strings(value))),
+        "MX" => {
+            let (pref, host) = v.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("`{v}` must be `PREFERENCE EXCHANGE`, such as `10 mail.tke-demo.cn`")
+            })?;
+            let pref = pref
+                .parse::<u16>()
+                .map_err(|_| format!("`{pref}` is not a preference from 0 to 65535"))?;
+            RData::MX(MX::new(pref, fqdn(host)?))
+        }
+        other => {
+            return Err(format!(
+                "unsupported record type `{other}`; static records may be A, AAAA, CNAME, TXT or MX"
+            ));
+        }
+    })
+}
+
+/// TXT character-strings hold at most 255 bytes each: split longer text on char boundaries.
+fn txt_strings(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for ch in value.chars() {
+        if current.len() + ch.len_utf8() > 255 {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(ch);
+    }
+    out.push(current);
+    out
+}
+
+fn status_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("`{s}` must be a status code or range, such as \"200\" or \"200-399\"");
+    let (lo, hi) = match s.trim().split_once('-') {
+        Some((lo, hi)) => (lo.trim(), hi.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    let lo: u16 = lo.parse().map_err(|_| bad())?;
+    let hi: u16 = hi.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
+}
+
+fn rtype_name(rdata: &RData) -> &'static str {
+    match rdata {
+        RData::A(_) => "A",
+        RData::AAAA(_) => "AAAA",
+        RData::CNAME(_) => "CNAME",
+        RData::TXT(_) => "TXT",
+        RData::MX(_) => "MX",
+        _ => "other",
+    }
+}

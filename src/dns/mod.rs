@@ -1,0 +1,210 @@
+//! The authoritative DNS server: a hickory-server request handler that answers from the
+//! current [`AnswerTable`], and the UDP/TCP listeners.
+//!
+//! The handler never awaits anything but sending its response: it loads the table (an
+//! atomic pointer read), looks the name up, and encodes borrowed records. It never
+//! recurses: names outside our zones get REFUSED.
+
+mod listen;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+pub use listen::{DnsServer, bind};
+
+use crate::answer::{AnswerTable, Outcome};
+use crate::metrics::Metrics;
+
+/// Largest UDP response we send, whatever the client offers: the DNS Flag Day 2020 value,
+/// which avoids IP fragmentation on real paths. Larger answers are truncated (TC) and
+/// retried over TCP.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Answers queries from the shared answer table.
+#[derive(Clone)]
+pub struct Handler {
+    table: Arc<ArcSwap<AnswerTable>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Handler {
+    pub fn new(table: Arc<ArcSwap<AnswerTable>>, metrics: Arc<Metrics>) -> Self {
+        Self { table, metrics }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let tcp = request.protocol() == Protocol::Tcp;
+        let qtype = request.queries.queries().first().map(|q| q.query_type());
+
+        let mut edns = None;
+        let mut rcode = ResponseCode::NoError;
+        if let Some(req) = &request.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e.set_version(0);
+            if req.version() > 0 {
+                rcode = ResponseCode::BADVERS;
+            }
+            edns = Some(e);
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        if rcode == ResponseCode::NoError {
+            if request.metadata.op_code != OpCode::Query {
+                rcode = ResponseCode::NotImp;
+            } else if request.queries.len() != 1 {
+                rcode = ResponseCode::FormErr;
+            }
+        }
+        let query = match request.queries.queries() {
+            [q] if rcode == ResponseCode::NoError => q,
+            _ => {
+                let response = builder.error_msg(&request.metadata, rcode);
+                return self.send(
+                    response_handle.send_response(response).await,
+                    request,
+                    tcp,
+                    qtype,
+                );
+            }
+        };
+        if query.query_class() != DNSClass::IN {
+            let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
+            return self.send(
+                response_handle.send_response(response).await,
+                request,
+                tcp,
+                qtype,
+            );
+        }
+
+        let table = self.table.load_full();
+        let found = table.lookup(query.name(), query.query_type());
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = found.outcome != Outcome::Refused;
+        metadata.response_code = match found.outcome {
+            Outcome::Answer | Outcome::NoData => ResponseCode::NoError,
+            Outcome::NxDomain => ResponseCode::NXDomain,
+            Outcome::Refused => ResponseCode::Refused,
+        };
+        let response = builder.build(
+            metadata,
+            found.answers(),
+            std::iter::empty::<&Record>(),
+            found.soa,
+            found.additional.iter(),
+        );
+        let sent = response_handle.send_response(response).await;
+        self.send(sent, request, tcp, qtype)
+    }
+}
+
+impl Handler {
+    /// Counts the response that was sent (or the SERVFAIL that stands for one not sent).
+    fn send<E: std::fmt::Display>(
+        &self,
+        sent: Result<ResponseInfo, E>,
+        request: &Request,
+        tcp: bool,
+        qtype: Option<RecordType>,
+    ) -> ResponseInfo {
+        let info = sent.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, src = %request.src(), "failed to send a DNS response");
+            let mut metadata = Metadata::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        });
+        self.metrics.count_query(
+            tcp,
+            qtype.map_or(QTYPE_OTHER, qtype_index),
+            rcode_index(info.response_code),
+        );
+        info
+    }
+}
+
+const QTYPE_OTHER: usize = crate::metrics::QTYPES.len() - 1;
+
+/// Index into [`crate::metrics::QTYPES`].
+fn qtype_index(t: RecordType) -> usize {
+    match t {
+        RecordType::A => 0,
+        RecordType::AAAA => 1,
+        RecordType::SOA => 2,
+        RecordType::NS => 3,
+        RecordType::CNAME => 4,
+        RecordType::MX => 5,
+        RecordType::TXT => 6,
+        RecordType::SRV => 7,
+        RecordType::PTR => 8,
+        RecordType::CAA => 9,
+        RecordType::HTTPS => 10,
+        RecordType::SVCB => 11,
+        RecordType::DS => 12,
+        RecordType::DNSKEY => 13,
+        RecordType::ANY => 14,
+        _ => QTYPE_OTHER,
+    }
+}
+
+/// Index into [`crate::metrics::RCODES`].
+fn rcode_index(r: ResponseCode) -> usize {
+    match r {
+        ResponseCode::NoError => 0,
+        ResponseCode::FormErr => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::NXDomain => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::Refused => 5,
+        ResponseCode::BADVERS => 6,
+        _ => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{QTYPES, RCODES};
+
+    #[test]
+    fn metric_indexes_match_label_tables() {
+        for (t, name) in [
+            (RecordType::A, "A"),
+            (RecordType::AAAA, "AAAA"),
+            (RecordType::ANY, "ANY"),
+            (RecordType::NULL, "other"),
+        ] {
+            assert_eq!(QTYPES[qtype_index(t)], name);
+        }
+        for (r, name) in [
+            (ResponseCode::NXDomain, "NXDOMAIN"),
+            (ResponseCode::Refused, "REFUSED"),
+            (ResponseCode::BADVERS, "BADVERS"),
+            (ResponseCode::YXDomain, "other"),
+        ] {
+            assert_eq!(RCODES[rcode_index(r)], name);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! gslb: global traffic failover DNS for an app that runs on several Kubernetes clusters.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! config (TOML) ─> inventory ─> probes ─> health ─> planner ─> answer table ─> dns
+//!                                            │                     │
+//!                                            └──── admin API <─────┘ (status, metrics)
+//! ```
+//!
+//! - [`config`] reads and validates the TOML into a [`model::Inventory`]: zones, clusters,
+//!   apps, and the numbered targets (app, cluster) and endpoints (target, VIP).
+//! - [`probe`] runs one task per endpoint (HTTP(S) with the app's Host, or TCP) and sends
+//!   each result, as data, to health.
+//! - [`health`] feeds results to a pure rise/fall state machine per endpoint, derives each
+//!   target's state, logs and counts transitions, and publishes immutable snapshots.
+//! - [`answer`] plans each app's answer by its policy (failover, round-robin, weighted,
+//!   fail-open) and lays out an immutable answer table, swapped in atomically by [`app`].
+//! - [`dns`] is the hickory-server handler: it reads the current table and never waits on
+//!   probes, locks, or the disk.
+//! - [`admin`] serves metrics, liveness, readiness and the status API.
+//! - [`app`] is the only place that wires them together; [`demo`] runs it all on loopback.
+
+pub mod admin;
+pub mod answer;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod dns;
+pub mod health;
+pub mod metrics;
+pub mod model;
+pub mod probe;

@@ -1,0 +1,248 @@
+//! Prometheus metrics: every name in one place, registered on one registry.
+//!
+//! Metric and label names are a contract with dashboards and alerts; add, never rename.
+//! The DNS query counter is on the hot path, so its label combinations are resolved once
+//! into a fixed table of counters (no hashing or locking per query); only combinations that
+//! occurred are exported.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::health::{Outcome, State};
+
+pub const TARGET_UP: &str = "gslb_target_up";
+pub const PROBE_DURATION: &str = "gslb_probe_duration_seconds";
+pub const PROBES: &str = "gslb_probes_total";
+pub const HEALTH_TRANSITIONS: &str = "gslb_health_transitions_total";
+pub const APP_FAIL_OPEN: &str = "gslb_app_fail_open";
+pub const ANSWER_CHANGES: &str = "gslb_answer_changes_total";
+pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
+pub const BUILD_INFO: &str = "gslb_build_info";
+
+/// Query types counted by name; everything else is `other`.
+pub const QTYPES: [&str; 16] = [
+    "A", "AAAA", "SOA", "NS", "CNAME", "MX", "TXT", "SRV", "PTR", "CAA", "HTTPS", "SVCB", "DS",
+    "DNSKEY", "ANY", "other",
+];
+/// Response codes counted by name; everything else is `other`.
+pub const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+/// Transports: index 0 is UDP, 1 is TCP.
+pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+
+const DNS_CELLS: usize = TRANSPORTS.len() * QTYPES.len() * RCODES.len();
+
+/// Every gslb metric.
+pub struct Metrics {
+    registry: Registry,
+    target_up: IntGaugeVec,
+    probe_duration: HistogramVec,
+    probes: IntCounterVec,
+    transitions: IntCounterVec,
+    app_fail_open: IntGaugeVec,
+    answer_changes: IntCounterVec,
+    dns_queries: IntCounterVec,
+    dns_cells: Box<[OnceLock<IntCounter>]>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric, and sets `gslb_build_info`.
+    ///
+    /// # Panics
+    ///
+    /// Only if two metrics share a name, which is a programming error caught by tests.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let target_up = IntGaugeVec::new(
+            Opts::new(
+                TARGET_UP,
+                "1 while the target (app, cluster) is answered as up, 0 while it is down.",
+            ),
+            &["app", "cluster"],
+        )
+        .unwrap();
+        let probe_duration = HistogramVec::new(
+            HistogramOpts::new(
+                PROBE_DURATION,
+                "Time taken by a probe, whatever its result.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["app", "cluster", "kind"],
+        )
+        .unwrap();
+        let probes = IntCounterVec::new(
+            Opts::new(
+                PROBES,
+                "Probes run, by result: success, failure or timeout.",
+            ),
+            &["app", "cluster", "result"],
+        )
+        .unwrap();
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                HEALTH_TRANSITIONS,
+                "Health state changes of a target, by new state.",
+            ),
+            &["app", "cluster", "to"],
+        )
+        .unwrap();
+        let app_fail_open = IntGaugeVec::new(
+            Opts::new(
+                APP_FAIL_OPEN,
+                "1 while the app answers with every VIP because no cluster is healthy.",
+            ),
+            &["app"],
+        )
+        .unwrap();
+        let answer_changes = IntCounterVec::new(
+            Opts::new(
+                ANSWER_CHANGES,
+                "Times the set of addresses an app answers changed.",
+            ),
+            &["app"],
+        )
+        .unwrap();
+        let dns_queries = IntCounterVec::new(
+            Opts::new(
+                DNS_QUERIES,
+                "DNS queries answered, by transport, query type and rcode.",
+            ),
+            &["transport", "qtype", "rcode"],
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                BUILD_INFO,
+                "Always 1; the version label says which gslb is running.",
+            ),
+            &["version"],
+        )
+        .unwrap();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(target_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(probe_duration.clone()),
+            Box::new(probes.clone()),
+            Box::new(transitions.clone()),
+            Box::new(app_fail_open.clone()),
+            Box::new(answer_changes.clone()),
+            Box::new(dns_queries.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).unwrap();
+        }
+        Self {
+            registry,
+            target_up,
+            probe_duration,
+            probes,
+            transitions,
+            app_fail_open,
+            answer_changes,
+            dns_queries,
+            dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Sets the up gauge of a target; `Unknown` counts as up, as it is answered as up.
+    pub fn set_target_state(&self, app: &str, cluster: &str, state: State) {
+        self.target_up
+            .with_label_values(&[app, cluster])
+            .set(i64::from(state.is_usable()));
+    }
+
+    pub fn observe_probe(
+        &self,
+        app: &str,
+        cluster: &str,
+        kind: &str,
+        outcome: Outcome,
+        latency: Duration,
+    ) {
+        self.probe_duration
+            .with_label_values(&[app, cluster, kind])
+            .observe(latency.as_secs_f64());
+        self.probes
+            .with_label_values(&[app, cluster, outcome.as_str()])
+            .inc();
+    }
+
+    /// Counts a target transition and sets its up gauge.
+    pub fn record_transition(&self, app: &str, cluster: &str, to: State) {
+        self.set_target_state(app, cluster, to);
+        self.transitions
+            .with_label_values(&[app, cluster, to.as_str()])
+            .inc();
+    }
+
+    pub fn set_fail_open(&self, app: &str, fail_open: bool) {
+        self.app_fail_open
+            .with_label_values(&[app])
+            .set(i64::from(fail_open));
+    }
+
+    pub fn count_answer_change(&self, app: &str) {
+        self.answer_changes.with_label_values(&[app]).inc();
+    }
+
+    /// Counts one answered query; indexes come from [`qtype_index`] and [`rcode_index`].
+    pub fn count_query(&self, tcp: bool, qtype: usize, rcode: usize) {
+        let (qtype, rcode) = (qtype.min(QTYPES.len() - 1), rcode.min(RCODES.len() - 1));
+        let cell = (usize::from(tcp) * QTYPES.len() + qtype) * RCODES.len() + rcode;
+        self.dns_cells[cell]
+            .get_or_init(|| {
+                self.dns_queries.with_label_values(&[
+                    TRANSPORTS[usize::from(tcp)],
+                    QTYPES[qtype],
+                    RCODES[rcode],
+                ])
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Index of a query type name in [`QTYPES`] (`other` when not listed).
+pub fn qtype_index(name: &str) -> usize {
+    QTYPES
+        .iter()
+        .position(|q| *q == name)
+        .unwrap_or(QTYPES.len() - 1)
+}
+
+/// Index of a response code name in [`RCODES`] (`other` when not listed).
+pub fn rcode_index(name: &str) -> usize {
+    RCODES
+        .iter()
+        .position(|r| *r == name)
+        .unwrap_or(RCODES.len() - 1)
+}

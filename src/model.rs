@@ -1,0 +1,204 @@
+//! Plain domain types shared by every component: zones, clusters, apps, targets and the
+//! inventory that numbers them. No I/O lives here.
+//!
+//! The inventory gives every (app, cluster) *target* and every (target, VIP) *endpoint* a
+//! dense index, so that probes, health and the answer table talk in small integers rather
+//! than strings, and a snapshot is a plain `Vec`.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, RData};
+
+/// A DNS zone we are authoritative for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    /// Fully qualified origin, e.g. `tke-demo.cn.`.
+    pub origin: Name,
+    /// Name servers listed in the apex NS set; the first is the SOA MNAME.
+    pub nameservers: Vec<Name>,
+    /// The SOA RNAME (mailbox of the zone's administrator, in DNS form).
+    pub hostmaster: Name,
+    /// TTL of static records that do not set their own.
+    pub ttl: u32,
+    /// TTL of negative answers (the SOA MINIMUM field, RFC 2308).
+    pub negative_ttl: u32,
+    /// Records served as written, next to the app answers.
+    pub records: Vec<StaticRecord>,
+}
+
+/// One record of a zone that does not depend on health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticRecord {
+    /// Fully qualified owner name.
+    pub name: Name,
+    pub ttl: u32,
+    pub rdata: RData,
+}
+
+/// A member cluster that serves apps behind its ingress VIPs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub region: String,
+    /// Ingress addresses, IPv4 and/or IPv6, in the order they are answered.
+    pub vips: Vec<IpAddr>,
+    /// Lower is preferred by the `failover` policy.
+    pub priority: u32,
+    /// Share of answers under the `weighted` policy.
+    pub weight: u32,
+}
+
+/// How healthy clusters become an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The healthy clusters with the lowest priority value; ties answer together.
+    Failover,
+    /// Every healthy cluster, order rotated between queries.
+    RoundRobin,
+    /// One healthy cluster per answer, chosen in proportion to its weight.
+    Weighted,
+}
+
+impl Policy {
+    /// The name used in config, logs and the status API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Failover => "failover",
+            Policy::RoundRobin => "round-robin",
+            Policy::Weighted => "weighted",
+        }
+    }
+}
+
+/// The kind of probe, with what each kind needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeKind {
+    /// HTTP or HTTPS GET against the VIP with the app's Host header (and SNI).
+    Http {
+        https: bool,
+        port: u16,
+        path: String,
+        host: String,
+        expect_status: RangeInclusive<u16>,
+        body_contains: Option<String>,
+        tls_verify: bool,
+    },
+    /// A TCP connect to the VIP.
+    Tcp { port: u16 },
+}
+
+impl ProbeKind {
+    /// Label value for metrics: `http`, `https` or `tcp`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProbeKind::Http { https: false, .. } => "http",
+            ProbeKind::Http { https: true, .. } => "https",
+            ProbeKind::Tcp { .. } => "tcp",
+        }
+    }
+}
+
+/// How and how often one app's targets are probed, and how many results flip health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that bring a down endpoint up.
+    pub rise: u32,
+    /// Consecutive failures that take an up endpoint down.
+    pub fall: u32,
+}
+
+/// One served name with a policy over clusters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// Fully qualified name answered with VIPs, e.g. `tke-demo.cn.`.
+    pub name: Name,
+    pub policy: Policy,
+    pub ttl: u32,
+    /// Indexes into [`Inventory::clusters`], in config order.
+    pub clusters: Vec<usize>,
+    pub probe: ProbeSpec,
+    /// Answer with every VIP when no cluster is healthy (the default) instead of nothing.
+    pub fail_open: bool,
+}
+
+impl App {
+    /// The app's name as users write it, without the trailing dot.
+    pub fn display_name(&self) -> String {
+        let s = self.name.to_ascii();
+        s.strip_suffix('.').map(str::to_owned).unwrap_or(s)
+    }
+}
+
+/// One (app, cluster) pair whose health is tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub app: usize,
+    pub cluster: usize,
+}
+
+/// One VIP of one target: the unit a probe checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub target: usize,
+    pub vip: IpAddr,
+}
+
+/// Everything that is served and probed, numbered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    pub zones: Vec<Zone>,
+    pub clusters: Vec<Cluster>,
+    pub apps: Vec<App>,
+    pub targets: Vec<Target>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Inventory {
+    /// Numbers targets (app-major, in each app's cluster order) and their endpoints.
+    pub fn new(zones: Vec<Zone>, clusters: Vec<Cluster>, apps: Vec<App>) -> Self {
+        let mut targets = Vec::new();
+        let mut endpoints = Vec::new();
+        for (app_idx, app) in apps.iter().enumerate() {
+            for &cluster in &app.clusters {
+                let target = targets.len();
+                targets.push(Target {
+                    app: app_idx,
+                    cluster,
+                });
+                for &vip in &clusters[cluster].vips {
+                    endpoints.push(Endpoint { target, vip });
+                }
+            }
+        }
+        Self {
+            zones,
+            clusters,
+            apps,
+            targets,
+            endpoints,
+        }
+    }
+
+    /// Indexes of the targets of one app, in its cluster order.
+    pub fn targets_of(&self, app: usize) -> impl Iterator<Item = usize> + '_ {
+        self.targets
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| t.app == app)
+            .map(|(i, _)| i)
+    }
+
+    /// `(app name, cluster name)` of a target, for logs and metric labels.
+    pub fn target_labels(&self, target: usize) -> (String, &str) {
+        let t = self.targets[target];
+        (
+            self.apps[t.app].display_name(),
+            self.clusters[t.cluster].name.as_str(),
+        )
+    }
+}

@@ -180,3 +180,9 @@ impl AnswerTable {
     }
 }
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
+mod table_tests;

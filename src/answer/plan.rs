@@ -81,7 +81,14 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
     } else {
         healthy
     };
-    let chosen: Vec<&Candidate> = match spec.policy {
+    // Failing open answers every VIP, whatever the policy: with nothing known to be good,
+    // spreading clients over everything gives most of them a working address.
+    let policy = if fail_open {
+        Policy::RoundRobin
+    } else {
+        spec.policy
+    };
+    let chosen: Vec<&Candidate> = match policy {
         Policy::Failover => match candidates.iter().map(|c| c.priority).min() {
             Some(best) => candidates.iter().filter(|c| c.priority == best).collect(),
             None => Vec::new(),
@@ -103,7 +110,7 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
             })
             .filter(|(_, vips)| !vips.is_empty())
             .collect();
-        if spec.policy == Policy::Weighted {
+        if policy == Policy::Weighted {
             let weights: Vec<u32> = of_family.iter().map(|(c, _)| c.weight).collect();
             schedule(&weights)
                 .into_iter()
@@ -175,4 +182,3 @@ pub fn schedule(weights: &[u32]) -> Vec<usize> {
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
-

@@ -15,6 +15,8 @@
 pub mod raw;
 mod validate;
 
+pub use validate::duration;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -226,7 +228,9 @@ fn deserialize_at<T: DeserializeOwned>(
                 .strip_prefix("unknown field `")
                 .and_then(|rest| rest.split('`').next())
             {
-                path = path.key_owned(field.to_owned());
+                if path.0.last() != Some(&Seg::Key(field.to_owned())) {
+                    path = path.key_owned(field.to_owned());
+                }
             }
             problems.push(PathProblem::new(path, message));
             None
@@ -320,3 +324,5 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+#[cfg(test)]
+mod tests;

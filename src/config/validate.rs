@@ -459,7 +459,7 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Parses a duration that carries its unit: `"1s"`, `"800ms"`, `"2m"`.
-pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
         format!("`{s}` is not a duration with a unit, such as \"800ms\" or \"2s\" ({e})")
     })

@@ -217,3 +217,5 @@ pub async fn run(
     }
 }
 
+#[cfg(test)]
+mod tests;

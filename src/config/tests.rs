@@ -1,0 +1,242 @@
+use super::*;
+
+/// The config of the foundation issue, verbatim: its keys are a contract.
+const CONTRACT: &str = r#"
+[server]
+dns_listen = ["127.0.0.1:15353"]     # UDP and TCP on each address
+admin_listen = "127.0.0.1:19153"
+
+[[zone]]
+name = "tke-demo.cn"
+nameservers = ["ns1.tke-demo.cn"]
+hostmaster = "hostmaster.tke-demo.cn"
+records = [
+  { name = "ns1", type = "A", value = "127.0.0.1" },
+  { name = "info", type = "TXT", value = "served by gslb" },
+]
+
+[[cluster]]
+name = "guangzhou-01"
+region = "ap-guangzhou"
+vips = ["127.0.1.1"]
+priority = 1
+
+[[cluster]]
+name = "guangzhou-02"
+region = "ap-guangzhou"
+vips = ["127.0.1.2"]
+priority = 2
+
+[[app]]
+name = "tke-demo.cn"
+policy = "failover"
+ttl = 30
+clusters = ["guangzhou-01", "guangzhou-02"]
+probe = { kind = "http", port = 18080, path = "/", host = "tke-demo.cn", interval = "1s", timeout = "800ms", rise = 2, fall = 2 }
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    parse(text, "test.toml").unwrap_err().problems
+}
+
+#[test]
+fn the_contract_config_is_accepted_as_written() {
+    let c = parse(CONTRACT, "contract.toml").unwrap();
+    assert_eq!(
+        c.server.dns_listen,
+        vec!["127.0.0.1:15353".parse().unwrap()]
+    );
+    assert_eq!(c.server.admin_listen, "127.0.0.1:19153".parse().unwrap());
+    let inv = &c.inventory;
+    assert_eq!(inv.zones[0].origin.to_ascii(), "tke-demo.cn.");
+    assert_eq!(inv.zones[0].records.len(), 2);
+    assert_eq!(inv.clusters.len(), 2);
+    let app = &inv.apps[0];
+    assert_eq!(app.probe.interval, Duration::from_secs(1));
+    assert_eq!(app.probe.timeout, Duration::from_millis(800));
+    assert_eq!((app.probe.rise, app.probe.fall), (2, 2));
+    assert!(
+        matches!(&app.probe.kind, crate::model::ProbeKind::Http { port: 18080, host, .. } if host == "tke-demo.cn")
+    );
+    // two targets, one VIP each
+    assert_eq!(inv.targets.len(), 2);
+    assert_eq!(inv.endpoints.len(), 2);
+}
+
+#[test]
+fn the_embedded_demo_config_is_valid() {
+    crate::demo::config().unwrap();
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let text = CONTRACT.replace("ttl = 30", "ttl = 30\nweight = 3");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "app[0].weight");
+    let line = text.lines().position(|l| l == "weight = 3").unwrap() + 1;
+    assert_eq!(p[0].line, Some(line));
+    assert!(
+        p[0].message.contains("unknown field `weight`"),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = CONTRACT
+        .replace(r#"vips = ["127.0.1.2"]"#, r#"vips = ["127.0.1.300"]"#)
+        .replace(r#""guangzhou-02"]"#, r#""guangzhou-03"]"#)
+        .replace(r#"timeout = "800ms""#, r#"timeout = "2s""#);
+    let p = problems(&text);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"cluster[1].vips[0]"), "{keys:?}");
+    assert!(keys.contains(&"app[0].clusters[1]"), "{keys:?}");
+    assert!(keys.contains(&"app[0].probe.timeout"), "{keys:?}");
+    assert!(p.iter().all(|p| p.line.is_some()), "{p:?}");
+    // Reported in file order.
+    let lines: Vec<usize> = p.iter().map(|p| p.line.unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn a_type_error_in_one_section_does_not_hide_another() {
+    let text = CONTRACT
+        .replace("priority = 1", r#"priority = "first""#)
+        .replace(r#"policy = "failover""#, r#"policy = "fastest""#);
+    let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"cluster[0].priority".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"app[0].policy".to_owned()), "{keys:?}");
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let text = CONTRACT.replace("ttl = 30", "ttl = = 30");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        p[0].line,
+        Some(text.lines().position(|l| l == "ttl = = 30").unwrap() + 1)
+    );
+}
+
+#[test]
+fn durations_need_units() {
+    let p = problems(&CONTRACT.replace(r#"interval = "1s""#, r#"interval = "1""#));
+    assert_eq!(p[0].key, "app[0].probe.interval");
+}
+
+#[test]
+fn an_in_zone_name_server_needs_glue() {
+    let p =
+        problems(&CONTRACT.replace(r#"{ name = "ns1", type = "A", value = "127.0.0.1" },"#, ""));
+    assert_eq!(p[0].key, "zone[0].nameservers[0]");
+    assert!(p[0].message.contains("glue"), "{}", p[0].message);
+}
+
+#[test]
+fn an_app_outside_every_zone_is_rejected() {
+    let p = problems(&CONTRACT.replace(
+        r#"name = "tke-demo.cn"
+policy"#,
+        r#"name = "example.com"
+policy"#,
+    ));
+    assert_eq!(p[0].key, "app[0].name");
+    assert!(p[0].message.contains("none of the configured zones"));
+}
+
+#[test]
+fn a_static_address_on_an_app_name_is_rejected() {
+    let text = CONTRACT.replace(
+        r#"{ name = "info""#,
+        r#"{ name = "@", type = "A", value = "10.0.0.1" },
+  { name = "info""#,
+    );
+    assert!(
+        problems(&text)
+            .iter()
+            .any(|p| p.key == "app[0].name" && p.message.contains("static A"))
+    );
+}
+
+#[test]
+fn record_names_are_relative_unless_absolute() {
+    let text = CONTRACT.replace(
+        r#"{ name = "info""#,
+        r#"{ name = "mail.tke-demo.cn", type = "MX", value = "10 mx.example.net" },
+  { name = "www", type = "CNAME", value = "tke-demo.cn" },
+  { name = "info""#,
+    );
+    let c = parse(&text, "t").unwrap();
+    let names: Vec<String> = c.inventory.zones[0]
+        .records
+        .iter()
+        .map(|r| r.name.to_ascii())
+        .collect();
+    assert!(names.contains(&"mail.tke-demo.cn.".to_owned()), "{names:?}");
+    assert!(names.contains(&"www.tke-demo.cn.".to_owned()), "{names:?}");
+}
+
+#[test]
+fn the_message_names_file_line_and_key() {
+    let e = parse(&CONTRACT.replace("rise = 2", "rise = 0"), "cfg/app.toml").unwrap_err();
+    let text = e.to_string();
+    let line = CONTRACT
+        .lines()
+        .position(|l| l.starts_with("probe = "))
+        .unwrap()
+        + 1;
+    assert!(
+        text.contains(&format!(
+            "cfg/app.toml:{line}: app[0].probe.rise: must be at least 1"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_one_problem() {
+    let e = load(Path::new("/nonexistent/gslb.toml")).unwrap_err();
+    assert_eq!(e.problems.len(), 1);
+    assert!(e.to_string().contains("/nonexistent/gslb.toml"));
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let text = r#"
+[[zone]]
+name = "example.org"
+nameservers = ["ns.example.net"]
+hostmaster = "admin@example.org"
+
+[[cluster]]
+name = "a"
+vips = ["192.0.2.1", "2001:db8::1"]
+
+[[app]]
+name = "www.example.org"
+probe = { kind = "tcp", port = 443 }
+"#;
+    let c = parse(text, "t").unwrap();
+    assert_eq!(
+        c.server.dns_listen,
+        vec![raw::DEFAULT_DNS_LISTEN.parse().unwrap()]
+    );
+    let app = &c.inventory.apps[0];
+    assert_eq!(app.policy, crate::model::Policy::Failover);
+    assert_eq!(app.ttl, 30);
+    assert!(app.fail_open);
+    assert_eq!(app.clusters, vec![0]);
+    assert_eq!(app.probe.interval, duration(raw::DEFAULT_INTERVAL).unwrap());
+    assert_eq!(
+        (app.probe.rise, app.probe.fall),
+        (raw::DEFAULT_RISE, raw::DEFAULT_FALL)
+    );
+    assert_eq!(
+        c.inventory.zones[0].hostmaster.to_ascii(),
+        "admin.example.org."
+    );
+    assert_eq!(c.inventory.endpoints.len(), 2);
+}

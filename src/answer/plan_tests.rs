@@ -64,8 +64,6 @@ fn unknown_is_answered_so_a_restart_never_blackholes() {
 
 #[test]
 fn nothing_healthy_fails_open_with_every_vip() {
-    let inv = two_clusters("failover");
-    let p = plan(&inv, 0, &health(&inv, &[Down, Down]));
     for policy in ["failover", "round-robin", "weighted"] {
         let inv = two_clusters(policy);
         let p = plan(&inv, 0, &health(&inv, &[Down, Down]));

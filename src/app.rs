@@ -68,14 +68,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let first = Arc::new(book.snapshot().clone());
     for t in 0..inventory.targets.len() {
         let (app, cluster) = inventory.target_labels(t);
-        metrics.set_target_state(&app, cluster, first.targets[t].state);
+        metrics.init_target(&app, cluster, first.targets[t].state);
     }
     let serial = next_serial(0);
     let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(
         &inventory, &first, serial,
     )));
     for (app, plan) in inventory.apps.iter().zip(&table.load().apps) {
-        metrics.set_fail_open(&app.display_name(), plan.fail_open);
+        metrics.init_app(&app.display_name(), plan.fail_open);
     }
 
     let handler = dns::Handler::new(table.clone(), metrics.clone());

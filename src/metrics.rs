@@ -160,6 +160,26 @@ impl Metrics {
         }
     }
 
+    /// Creates every series of a target at its start state, so that dashboards and
+    /// `rate()` see zeros rather than missing series before the first change.
+    pub fn init_target(&self, app: &str, cluster: &str, state: State) {
+        self.set_target_state(app, cluster, state);
+        for to in [State::Up, State::Down] {
+            self.transitions
+                .with_label_values(&[app, cluster, to.as_str()]);
+        }
+        for result in [Outcome::Success, Outcome::Failure, Outcome::Timeout] {
+            self.probes
+                .with_label_values(&[app, cluster, result.as_str()]);
+        }
+    }
+
+    /// Creates the per-app series at their start values.
+    pub fn init_app(&self, app: &str, fail_open: bool) {
+        self.set_fail_open(app, fail_open);
+        self.answer_changes.with_label_values(&[app]);
+    }
+
     /// Sets the up gauge of a target; `Unknown` counts as up, as it is answered as up.
     pub fn set_target_state(&self, app: &str, cluster: &str, state: State) {
         self.target_up

@@ -1,0 +1,248 @@
+//! The test harness: gslb running in process on loopback with real sockets, stand-in
+//! ingresses (real HTTP servers) on 127.x.y.z addresses, and `dig` as the DNS client.
+//!
+//! Every test takes its own 127.N.0.0/16 block, so tests run in parallel without sharing
+//! an address; ports are picked by the OS.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Output;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use gslb::app::{self, Running};
+use gslb::demo::StandIn;
+
+static NEXT_BLOCK: AtomicU8 = AtomicU8::new(10);
+
+/// A loopback block of our own: `ip(c)` is 127.N.1.c.
+pub struct Block(u8);
+
+impl Block {
+    pub fn new() -> Self {
+        Self(NEXT_BLOCK.fetch_add(1, Ordering::Relaxed))
+    }
+    pub fn ip(&self, host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, self.0, 1, host))
+    }
+}
+
+/// Stand-in ingresses on `block.ip(1..=n)`, all on one port; returns them and the port.
+pub async fn stand_ins(block: &Block, names: &[&str]) -> (Vec<StandIn>, u16) {
+    'retry: for _ in 0..20 {
+        let first = StandIn::start(names[0], SocketAddr::new(block.ip(1), 0))
+            .await
+            .unwrap();
+        let port = first.addr.port();
+        let mut all = vec![first];
+        for (i, name) in names.iter().enumerate().skip(1) {
+            match StandIn::start(name, SocketAddr::new(block.ip(i as u8 + 1), port)).await {
+                Ok(s) => all.push(s),
+                Err(_) => continue 'retry,
+            }
+        }
+        return (all, port);
+    }
+    panic!("no common free port for the stand-in ingresses");
+}
+
+/// gslb serving `config_text` with DNS and admin on free loopback ports.
+pub struct Gslb {
+    pub running: Option<Running>,
+    pub dns: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Gslb {
+    pub async fn start(config_text: &str) -> Self {
+        let mut config =
+            gslb::config::parse(config_text, "test config").unwrap_or_else(|e| panic!("{e}"));
+        config.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let running = app::start(config).await.unwrap();
+        Self {
+            dns: running.dns_addrs[0],
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
+    /// `dig @127.0.0.1 -p PORT <args>`, parsed.
+    pub async fn dig(&self, args: &str) -> Dig {
+        dig(self.dns, args).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("http://{}{path}", self.admin)).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn http_get(url: &str) -> (u16, String) {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// What dig printed, split into the parts a user reads.
+#[derive(Debug, Clone, Default)]
+pub struct Dig {
+    pub status: String,
+    pub flags: Vec<String>,
+    pub answer: Vec<String>,
+    pub authority: Vec<String>,
+    pub additional: Vec<String>,
+    pub edns_udp: Option<u16>,
+    pub raw: String,
+}
+
+impl Dig {
+    /// The RDATA of answer records of one type, e.g. `["127.0.1.1"]` for `A`.
+    pub fn rdata(&self, rtype: &str) -> Vec<String> {
+        self.answer
+            .iter()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 5 && f[3] == rtype).then(|| f[4..].join(" "))
+            })
+            .collect()
+    }
+
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+/// Runs `dig` against `server`; panics with a clear message if dig is missing.
+pub async fn dig(server: SocketAddr, args: &str) -> Dig {
+    let mut cmd = tokio::process::Command::new("dig");
+    cmd.arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args.split_whitespace());
+    let out: Output = match cmd.output().await {
+        Ok(o) => o,
+        Err(e) => {
+            panic!("cannot run dig ({e}): install it with `apt-get install -y bind9-dnsutils`")
+        }
+    };
+    parse_dig(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_dig(text: &str) -> Dig {
+    let mut d = Dig {
+        raw: text.to_owned(),
+        ..Dig::default()
+    };
+    let mut section: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.split("status: ").nth(1) {
+            d.status = rest.split(',').next().unwrap_or("").to_owned();
+        } else if let Some(rest) = line.strip_prefix(";; flags: ") {
+            d.flags = rest
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+        } else if let Some(rest) = line.split("udp: ").nth(1) {
+            d.edns_udp = rest.trim().parse().ok();
+        } else if line.starts_with(";; ANSWER SECTION") {
+            section = Some("answer");
+        } else if line.starts_with(";; AUTHORITY SECTION") {
+            section = Some("authority");
+        } else if line.starts_with(";; ADDITIONAL SECTION") {
+            section = Some("additional");
+        } else if line.trim().is_empty() || line.starts_with(';') {
+            section = None;
+        } else {
+            match section {
+                Some("answer") => d.answer.push(line.to_owned()),
+                Some("authority") => d.authority.push(line.to_owned()),
+                Some("additional") => d.additional.push(line.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    d
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A config: zone `tke-demo.cn` with glue and static records, plus `rest`.
+pub fn config(rest: &str) -> String {
+    format!(
+        r#"
+[[zone]]
+name = "tke-demo.cn"
+nameservers = ["ns1.tke-demo.cn"]
+hostmaster = "hostmaster.tke-demo.cn"
+negative_ttl = 45
+records = [
+  {{ name = "ns1", type = "A", value = "127.0.0.1" }},
+  {{ name = "info", type = "TXT", value = "served by gslb" }},
+  {{ name = "www", type = "CNAME", value = "tke-demo.cn" }},
+  {{ name = "@", type = "MX", value = "10 mail.tke-demo.cn" }},
+  {{ name = "mail", type = "A", value = "127.0.0.25" }},
+]
+{rest}
+"#
+    )
+}
+
+/// Two clusters on the block's .1 and .2 with an HTTP probe on `port`, for `policy`.
+pub fn two_cluster_app(block: &Block, port: u16, policy: &str, extra_app_keys: &str) -> String {
+    config(&format!(
+        r#"
+[[cluster]]
+name = "guangzhou-01"
+region = "ap-guangzhou"
+vips = ["{a}"]
+priority = 1
+
+[[cluster]]
+name = "guangzhou-02"
+region = "ap-guangzhou"
+vips = ["{b}"]
+priority = 2
+
+[[app]]
+name = "tke-demo.cn"
+policy = "{policy}"
+ttl = 5
+clusters = ["guangzhou-01", "guangzhou-02"]
+probe = {{ kind = "http", port = {port}, path = "/", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
+{extra_app_keys}
+"#,
+        a = block.ip(1),
+        b = block.ip(2),
+    ))
+}

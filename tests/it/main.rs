@@ -1,0 +1,12 @@
+//! Integration tests: gslb on loopback with real sockets, real HTTP stand-in ingresses,
+//! and real clients nobody here wrote (`dig`, `promtool`, `prometheus`, `unbound`).
+//!
+//! System packages needed: bind9-dnsutils (dig), prometheus (prometheus, promtool),
+//! unbound. `.ci/run` installs them.
+
+mod admin;
+mod cli;
+mod dns;
+mod failover;
+mod harness;
+mod resolver;

@@ -1,0 +1,91 @@
+//! gslb behind a real recursive resolver (unbound), the way users reach it: the resolver
+//! is told (stub-zone) that gslb is authoritative for the zone.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::harness::{Block, Gslb, dig, eventually, stand_ins, two_cluster_app};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_of_unbound_fail_over_too() {
+    let block = Block::new();
+    let (mut ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb =
+        Gslb::start(&two_cluster_app(&block, port, "failover", "").replace("ttl = 5", "ttl = 1"))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let uport = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server:
+  interface: 127.0.0.1
+  port: {uport}
+  do-not-query-localhost: no
+  chroot: ""
+  username: ""
+  directory: "{dir}"
+  pidfile: "{dir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  so-reuseport: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+remote-control:
+  control-enable: no
+stub-zone:
+  name: "tke-demo.cn"
+  stub-addr: 127.0.0.1@{gport}
+"#,
+            dir = dir.path().display(),
+            gport = gslb.dns.port()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new("unbound")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let _child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run unbound ({e}): install it with `apt-get install -y unbound`"),
+    };
+    let resolver = format!("127.0.0.1:{uport}").parse().unwrap();
+    let via = |want: String| async move {
+        eventually(
+            Duration::from_secs(15),
+            &format!("unbound to answer {want}"),
+            || {
+                let want = want.clone();
+                async move {
+                    let d = dig(resolver, "tke-demo.cn A").await;
+                    (d.status == "NOERROR" && d.rdata("A") == vec![want]).then_some(d)
+                }
+            },
+        )
+        .await
+    };
+    let d = via(block.ip(1).to_string()).await;
+    assert!(
+        d.has_flag("ra") && !d.has_flag("aa"),
+        "a resolver's answer: {}",
+        d.raw
+    );
+    assert_eq!(dig(resolver, "nope.tke-demo.cn A").await.status, "NXDOMAIN");
+
+    ingresses[0].stop();
+    via(block.ip(2).to_string()).await;
+    ingresses[0].resume().await.unwrap();
+    via(block.ip(1).to_string()).await;
+    gslb.stop().await;
+}

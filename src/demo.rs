@@ -88,11 +88,18 @@ impl StandIn {
         let listener = TcpListener::bind(self.addr).await?;
         self.addr = listener.local_addr()?;
         let status = self.status.clone();
-        let body = format!("stand-in ingress of {}\n", self.name);
-        let app = Router::new().fallback(move || {
+        let name = self.name.clone();
+        // The body names the cluster and echoes the Host header, so a probe's
+        // `body_contains` can check which name it asked for.
+        let app = Router::new().fallback(move |headers: axum::http::HeaderMap| {
             let code =
                 StatusCode::from_u16(status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
-            let body = body.clone();
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let body = format!("stand-in ingress of {name}, host={host}\n");
             async move { (code, body) }
         });
         self.task = Some(tokio::spawn(async move {

@@ -199,3 +199,34 @@ async fn tcp_probes_follow_a_listener() {
     .await;
     gslb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_probes_send_the_app_host_and_can_check_the_body() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    // The stand-in echoes the Host header it got; the probe passes only if it sent the app's.
+    let text = two_cluster_app(&block, port, "failover", "").replace(
+        r#"path = "/","#,
+        &format!(r#"path = "/", body_contains = "host=tke-demo.cn:{port}","#),
+    );
+    let gslb = Gslb::start(&text).await;
+    eventually(LIMIT, "a body match", || async {
+        let (_, body) = gslb.get("/api/v1/status").await;
+        body.contains("body matched").then_some(())
+    })
+    .await;
+    gslb.stop().await;
+
+    let text = two_cluster_app(&block, port, "failover", "").replace(
+        r#"path = "/","#,
+        r#"path = "/", body_contains = "no such text","#,
+    );
+    let gslb = Gslb::start(&text).await;
+    wait_for_answer(
+        &gslb,
+        vec![block.ip(1).to_string(), block.ip(2).to_string()],
+        "fail-open: no body matches",
+    )
+    .await;
+    gslb.stop().await;
+}

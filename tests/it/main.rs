@@ -10,3 +10,4 @@ mod dns;
 mod failover;
 mod harness;
 mod resolver;
+mod tls;

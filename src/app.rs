@@ -19,14 +19,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Mutations, Token};
 use crate::answer::AnswerTable;
 use crate::config::Config;
 use crate::dns::{self, DnsServer};
-use crate::health::{self, HealthBook, HealthSnapshot};
+use crate::health::{self, HealthBook, HealthSnapshot, Persist};
 use crate::metrics::Metrics;
 use crate::model::Inventory;
 use crate::probe;
+use crate::state::{Opened, StateStore};
 
 /// Probe reports buffered between probes and health.
 const REPORT_QUEUE: usize = 4096;
@@ -64,7 +65,43 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let now = SystemTime::now();
 
-    let book = HealthBook::new(inventory.clone(), now);
+    let mut book = HealthBook::new(inventory.clone(), now);
+    let state = server.state_file.as_deref().map(|path| {
+        let (store, opened) = StateStore::open(path);
+        let path = path.display();
+        match &opened {
+            Opened::Fresh => tracing::info!(%path, "no state file yet: starting from probes"),
+            Opened::Loaded => tracing::info!(%path, "state file loaded: serving the last known answers"),
+            Opened::Corrupt { reason, moved_to } => tracing::error!(
+                %path,
+                %reason,
+                moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(could not be moved)".to_owned()),
+                "state file unusable: starting from probes"
+            ),
+        }
+        if opened == Opened::Loaded {
+            let saved = store.contents();
+            let restored = book.restore(|a, c, v| saved.endpoint_state(a, c, v), saved.overrides.clone(), now);
+            tracing::info!(targets = restored.len(), overrides = book.snapshot().overrides.len(), "restored health and overrides");
+        }
+        Arc::new(store)
+    });
+    let token = match &server.admin_token_file {
+        Some(path) => Some(Token::new(&std::fs::read_to_string(path).with_context(
+            || format!("cannot read admin_token_file {}", path.display()),
+        )?)),
+        None => None,
+    };
+    let mutations = Mutations::new(token, server.admin_listen);
+    match &mutations {
+        Mutations::OpenOnLoopback => {
+            tracing::warn!("no admin_token_file: mutating admin calls are open to local users")
+        }
+        Mutations::Disabled => tracing::warn!(
+            "no admin_token_file and the admin API is not on loopback: mutating calls are disabled"
+        ),
+        Mutations::Token(_) => {}
+    }
     let first = Arc::new(book.snapshot().clone());
     for t in 0..inventory.targets.len() {
         let (app, cluster) = inventory.target_labels(t);
@@ -90,8 +127,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
+    let report_tx_admin = report_tx.clone();
     let (health_tx, health_rx) = watch::channel(first);
-    tasks.spawn(health::run(book, report_rx, health_tx, metrics.clone()));
+    let persist = state.clone().map(|s| s as Arc<dyn Persist>);
+    tasks.spawn(health::run(
+        book,
+        report_rx,
+        health_tx,
+        metrics.clone(),
+        persist,
+    ));
     tasks.spawn(plan_answers(
         inventory.clone(),
         health_rx.clone(),
@@ -109,16 +154,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ready.clone(),
         cancel.clone(),
     ));
-    let state = AdminState {
+    let admin_state = AdminState {
         inventory: inventory.clone(),
         health: health_rx,
+        health_tx: report_tx_admin,
         table: table.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
+        mutations: Arc::new(mutations),
+        state,
+        dns_addrs: dns.local_addrs.clone(),
     };
     let admin_cancel = cancel.clone();
     tasks.spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, state, admin_cancel).await {
+        if let Err(e) = admin::serve(admin_listener, admin_state, admin_cancel).await {
             tracing::error!(error = %e, "admin API stopped");
         }
     });

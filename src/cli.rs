@@ -1,10 +1,12 @@
-//! The command line: `gslb serve | check-config | status | demo`.
+//! The command line: `gslb serve | check-config | status | explain | override | drill | demo`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::raw::DEFAULT_ADMIN_LISTEN;
+use crate::health::OverrideKind;
 
 /// Global traffic failover DNS for apps on several Kubernetes clusters.
 #[derive(Debug, Parser)]
@@ -23,6 +25,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a command reaches a running gslb: the contract every such command shares.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// Base URL of the admin API.
+    #[arg(long, env = "GSLB_ADMIN", default_value_t = format!("http://{DEFAULT_ADMIN_LISTEN}"))]
+    pub admin: String,
+    /// File holding the admin bearer token (else the GSLB_TOKEN environment variable).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DNS for the zones and apps of a config file, probing every cluster.
@@ -36,16 +49,133 @@ pub enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
-    /// Print the targets and answers of a running gslb, from its admin API.
+    /// Print the targets, answers and overrides of a running gslb.
     Status {
-        /// Base URL of the admin API.
-        #[arg(long, env = "GSLB_ADMIN", default_value_t = format!("http://{DEFAULT_ADMIN_LISTEN}"))]
-        admin: String,
+        #[command(flatten)]
+        remote: Remote,
         /// Print the raw JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Explain why a name answers what it answers.
+    Explain {
+        /// The name, e.g. tke-demo.cn.
+        name: String,
+        /// The query type.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a cluster (or one app in it) out of answers, or put it back.
+    #[command(subcommand)]
+    Override(OverrideCommand),
+    /// Rehearse a failover: take a cluster out, measure the switch, put it back.
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// Run a self-contained demo: stand-in ingresses on 127.0.1.1 and 127.0.1.2 and DNS for
     /// tke-demo.cn on 127.0.0.1:15353. No cluster and no config needed.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Set an override: `drain` (maintenance) or `fail` (as if probes failed).
+    Set {
+        #[arg(long)]
+        cluster: String,
+        /// Only this app in the cluster (default: every app of the cluster).
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Why: shown in status, logs and the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// Lift it by itself after this long, e.g. 1h.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Apply even if an app is left with no healthy cluster.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the active overrides.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear the overrides of a cluster (or only the one of an app in it).
+    Clear {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        app: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Drain,
+    Fail,
+}
+
+impl From<Kind> for OverrideKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Drain => OverrideKind::Drain,
+            Kind::Fail => OverrideKind::Fail,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Dry run: what every app answers now and would answer if the cluster failed.
+    Plan {
+        #[arg(long)]
+        cluster: String,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fail a cluster on purpose, measure the switch as a client sees it, and restore it.
+    Run {
+        #[arg(long)]
+        cluster: String,
+        /// Watch only this app (default: every app of the cluster).
+        #[arg(long)]
+        app: Option<String>,
+        /// How long to keep the cluster out once the switch is seen.
+        #[arg(long, default_value = "5s")]
+        hold: String,
+        /// Also watch the answer through this recursive resolver (ADDR:PORT).
+        #[arg(long)]
+        resolver: Option<SocketAddr>,
+        /// Fail the drill if the answer has not switched within this long.
+        #[arg(long, default_value = "30s")]
+        expect_within: String,
+        /// Go ahead even if an app would be left with no healthy cluster.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past drills with their timelines.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        json: bool,
+    },
 }

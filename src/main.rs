@@ -1,5 +1,6 @@
 //! The `gslb` binary: parses the command line, starts logging, runs the command, and maps
-//! failures to exit codes (64, EX_USAGE, for a bad config; 1 for anything else).
+//! failures to exit codes (64, EX_USAGE, for a bad config; 1 for anything else, including
+//! a drill that did not pass).
 
 use std::process::ExitCode;
 
@@ -7,8 +8,12 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use gslb::cli::{Cli, Command, LogFormat};
-use gslb::{admin, app, config, demo};
+use gslb::admin::client::AdminClient;
+use gslb::admin::overrides::SetOverride;
+use gslb::admin::{explain, status};
+use gslb::cli::{Cli, Command, DrillCommand, LogFormat, OverrideCommand, Remote};
+use gslb::drill::{self, DrillOptions};
+use gslb::{app, config, demo};
 
 /// sysexits.h EX_USAGE: the config (or command line) is wrong.
 const EX_USAGE: u8 = 64;
@@ -58,7 +63,15 @@ async fn run(command: Command) -> ExitCode {
                 return ExitCode::from(EX_USAGE);
             }
         },
-        Command::Status { admin, json } => status(&admin, json).await,
+        Command::Status { remote, json } => show_status(&remote, json).await,
+        Command::Explain {
+            name,
+            qtype,
+            remote,
+            json,
+        } => show_explain(&remote, &name, &qtype, json).await,
+        Command::Override(cmd) => overrides(cmd).await,
+        Command::Drill(cmd) => drills(cmd).await,
         Command::Demo => demo::run(shutdown_signal()).await,
     };
     match result {
@@ -76,25 +89,198 @@ async fn serve(config: config::Config) -> anyhow::Result<()> {
     running.shutdown().await
 }
 
-async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/status", admin.trim_end_matches('/'));
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()?
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the admin API at {url}; is gslb running?"))?
-        .error_for_status()?;
-    let body = response.text().await?;
+fn client(remote: &Remote) -> anyhow::Result<AdminClient> {
+    let token = match &remote.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        ),
+        None => std::env::var("GSLB_TOKEN").ok(),
+    };
+    AdminClient::new(&remote.admin, token)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn show_status(remote: &Remote, json: bool) -> anyhow::Result<()> {
+    let report = client(remote)?.status().await?;
     if json {
-        println!("{body}");
-    } else {
-        let report: admin::status::StatusReport =
-            serde_json::from_str(&body).context("unexpected status JSON")?;
-        print!("{}", admin::status::render(&report));
+        return print_json(&report);
+    }
+    print!("{}", status::render(&report));
+    Ok(())
+}
+
+async fn show_explain(remote: &Remote, name: &str, qtype: &str, json: bool) -> anyhow::Result<()> {
+    let e = client(remote)?.explain(name, qtype).await?;
+    if json {
+        return print_json(&e);
+    }
+    print!("{}", explain::render(&e));
+    Ok(())
+}
+
+async fn overrides(cmd: OverrideCommand) -> anyhow::Result<()> {
+    match cmd {
+        OverrideCommand::Set {
+            cluster,
+            app,
+            kind,
+            reason,
+            expires,
+            force,
+            remote,
+        } => {
+            let req = SetOverride {
+                cluster,
+                app,
+                kind: kind.into(),
+                reason,
+                expires_in: expires,
+                force,
+                set_by: Some(std::env::var("USER").unwrap_or_else(|_| "gslb-cli".to_owned())),
+            };
+            let o = client(&remote)?.set_override(&req).await?;
+            println!(
+                "{} override set on {}/{}{}",
+                o.kind.as_str(),
+                o.cluster,
+                o.app.as_deref().unwrap_or("*"),
+                o.expires_at
+                    .map(|t| format!(", lifts itself at {}", gslb::rfc3339::format(t)))
+                    .unwrap_or_default()
+            );
+        }
+        OverrideCommand::List { remote, json } => {
+            let list = client(&remote)?.overrides().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no overrides");
+            }
+            for o in list {
+                println!(
+                    "{:<6} {}/{}  by {} at {}{}: {}",
+                    o.kind.as_str(),
+                    o.cluster,
+                    o.app.as_deref().unwrap_or("*"),
+                    o.set_by,
+                    gslb::rfc3339::format(o.set_at),
+                    o.expires_at
+                        .map(|t| format!(", until {}", gslb::rfc3339::format(t)))
+                        .unwrap_or_default(),
+                    o.reason
+                );
+            }
+        }
+        OverrideCommand::Clear {
+            cluster,
+            app,
+            remote,
+        } => {
+            let removed = client(&remote)?
+                .clear_override(&cluster, app.as_deref())
+                .await?;
+            for o in removed {
+                println!(
+                    "cleared {} override on {}/{}",
+                    o.kind.as_str(),
+                    o.cluster,
+                    o.app.as_deref().unwrap_or("*")
+                );
+            }
+        }
     }
     Ok(())
+}
+
+async fn drills(cmd: DrillCommand) -> anyhow::Result<()> {
+    match cmd {
+        DrillCommand::Plan {
+            cluster,
+            remote,
+            json,
+        } => {
+            let plan = client(&remote)?.drill_plan(&cluster).await?;
+            if json {
+                return print_json(&plan);
+            }
+            println!("if {cluster} failed:");
+            for e in plan {
+                let flag = if e.left_with_nothing {
+                    "  <-- NO HEALTHY CLUSTER LEFT"
+                } else if e.affected {
+                    "  (fails over)"
+                } else {
+                    "  (unchanged)"
+                };
+                println!(
+                    "  {}: [{}] -> [{}]{flag}",
+                    e.app,
+                    e.now.join(" "),
+                    e.if_failed.join(" ")
+                );
+            }
+        }
+        DrillCommand::Run {
+            cluster,
+            app,
+            hold,
+            resolver,
+            expect_within,
+            force,
+            remote,
+            json,
+        } => {
+            let opts = DrillOptions {
+                cluster,
+                app,
+                hold: config::duration(&hold)
+                    .map_err(anyhow::Error::msg)
+                    .context("--hold")?,
+                resolver,
+                expect_within: config::duration(&expect_within)
+                    .map_err(anyhow::Error::msg)
+                    .context("--expect-within")?,
+                force,
+            };
+            let client = client(&remote)?;
+            let record =
+                drill::run(&client, &opts, ctrl_c(), |line| eprintln!("drill: {line}")).await?;
+            if json {
+                print_json(&record)?;
+            } else {
+                print!("{}", record.render());
+            }
+            if !record.passed {
+                anyhow::bail!(
+                    "the drill did not pass: {}",
+                    record.problem.as_deref().unwrap_or("see the report")
+                );
+            }
+        }
+        DrillCommand::List { remote, json } => {
+            let list = client(&remote)?.drills().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no drills recorded (drills are kept only with a state_file)");
+            }
+            for d in list {
+                println!("{}", d.render());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -23,6 +23,9 @@ pub const APP_FAIL_OPEN: &str = "gslb_app_fail_open";
 pub const ANSWER_CHANGES: &str = "gslb_answer_changes_total";
 pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const BUILD_INFO: &str = "gslb_build_info";
+pub const OVERRIDE_ACTIVE: &str = "gslb_override_active";
+pub const DRILLS: &str = "gslb_drills_total";
+pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
 
 /// Query types counted by name; everything else is `other`.
 pub const QTYPES: [&str; 16] = [
@@ -48,6 +51,9 @@ pub struct Metrics {
     app_fail_open: IntGaugeVec,
     answer_changes: IntCounterVec,
     dns_queries: IntCounterVec,
+    override_active: IntGaugeVec,
+    drills: IntCounterVec,
+    drill_switch: prometheus::Histogram,
     dns_cells: Box<[OnceLock<IntCounter>]>,
 }
 
@@ -132,6 +138,35 @@ impl Metrics {
             &["version"],
         )
         .unwrap();
+        let override_active = IntGaugeVec::new(
+            Opts::new(
+                OVERRIDE_ACTIVE,
+                "1 while an operator override (drain or fail) holds the target out of answers.",
+            ),
+            &["app", "cluster", "kind"],
+        )
+        .unwrap();
+        let drills = IntCounterVec::new(
+            Opts::new(
+                DRILLS,
+                "Failover drills recorded, by result: passed or failed.",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let drill_switch = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                DRILL_SWITCH,
+                "Time from a drill's fault to gslb's answer leaving the cluster.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )
+        .unwrap();
+        for result in ["passed", "failed"] {
+            drills.with_label_values(&[result]);
+        }
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -144,6 +179,9 @@ impl Metrics {
             Box::new(answer_changes.clone()),
             Box::new(dns_queries.clone()),
             Box::new(build_info),
+            Box::new(override_active.clone()),
+            Box::new(drills.clone()),
+            Box::new(drill_switch.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -156,6 +194,9 @@ impl Metrics {
             app_fail_open,
             answer_changes,
             dns_queries,
+            override_active,
+            drills,
+            drill_switch,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -209,6 +250,22 @@ impl Metrics {
         self.transitions
             .with_label_values(&[app, cluster, to.as_str()])
             .inc();
+    }
+
+    pub fn set_override_active(&self, app: &str, cluster: &str, kind: &str, active: bool) {
+        self.override_active
+            .with_label_values(&[app, cluster, kind])
+            .set(i64::from(active));
+    }
+
+    /// Counts a recorded drill and, if it switched, how long the switch took.
+    pub fn record_drill(&self, passed: bool, switch: Option<Duration>) {
+        self.drills
+            .with_label_values(&[if passed { "passed" } else { "failed" }])
+            .inc();
+        if let Some(d) = switch {
+            self.drill_switch.observe(d.as_secs_f64());
+        }
     }
 
     pub fn set_fail_open(&self, app: &str, fail_open: bool) {

@@ -5,8 +5,23 @@
 //! | `GET /metrics` | Prometheus text exposition of every metric |
 //! | `GET /healthz` | 200 while the process serves HTTP (liveness) |
 //! | `GET /readyz` | 200 once DNS is bound and every target has a first probe result, 503 before |
-//! | `GET /api/v1/status` | JSON: every target, VIP and last probe, and every app's answer |
+//! | `GET /api/v1/status` | JSON: every target, VIP and last probe, overrides, and every app's answer |
+//! | `GET /api/v1/overrides` | the active overrides |
+//! | `POST /api/v1/overrides` | set an override (token) |
+//! | `DELETE /api/v1/overrides?cluster=X[&app=Y]` | clear overrides (token) |
+//! | `GET /api/v1/explain?name=N[&type=A]` | why a name answers what it answers |
+//! | `GET /api/v1/drills` | past drills |
+//! | `POST /api/v1/drills` | record a drill's timeline (token) |
+//! | `GET /api/v1/drills/plan?cluster=X` | what each app would answer if X failed |
+//!
+//! Mutating calls are authorized by [`auth`]; every change is one audit log line
+//! (target `gslb::audit`). Request bodies are capped at 64 KiB.
 
+mod auth;
+pub mod client;
+pub mod drills;
+pub mod explain;
+pub mod overrides;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -14,29 +29,42 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{Mutations, Token};
+
 use crate::answer::AnswerTable;
-use crate::health::HealthSnapshot;
+use crate::health::{HealthInput, HealthSnapshot};
 use crate::metrics::Metrics;
 use crate::model::Inventory;
+use crate::state::StateStore;
 
-/// What the admin endpoints read. Cloning is cheap (handles only).
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What the admin endpoints read and where they send changes. Cloning is cheap.
 #[derive(Clone)]
 pub struct AdminState {
     pub inventory: Arc<Inventory>,
     pub health: watch::Receiver<Arc<HealthSnapshot>>,
+    /// Override commands go to health, like probe results.
+    pub health_tx: mpsc::Sender<HealthInput>,
     pub table: Arc<ArcSwap<AnswerTable>>,
     pub metrics: Arc<Metrics>,
     /// The readiness latch: set once by the app when serving is meaningful.
     pub ready: Arc<AtomicBool>,
+    pub mutations: Arc<Mutations>,
+    /// Where drills are kept; `None` without a state file (drills are then not kept).
+    pub state: Option<Arc<StateStore>>,
+    /// The DNS listeners, for clients (drills) that query gslb itself.
+    pub dns_addrs: Vec<SocketAddr>,
 }
 
 /// The admin routes.
@@ -46,6 +74,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route(
+            "/api/v1/overrides",
+            get(overrides::list)
+                .post(overrides::set)
+                .delete(overrides::clear),
+        )
+        .route("/api/v1/explain", get(explain::handler))
+        .route("/api/v1/drills", get(drills::list).post(drills::record))
+        .route("/api/v1/drills/plan", get(drills::plan))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -73,6 +111,11 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("admin listener on {addr}: {e}")))
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
@@ -104,5 +147,6 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
         &health,
         &table,
         s.ready.load(Ordering::Acquire),
+        &s.dns_addrs,
     ))
 }

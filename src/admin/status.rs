@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::AnswerTable;
-use crate::health::HealthSnapshot;
+use crate::health::{HealthSnapshot, Override};
 use crate::model::Inventory;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,7 +16,12 @@ pub struct StatusReport {
     /// Whether every probe has reported at least once and DNS is serving.
     pub ready: bool,
     pub serial: u32,
+    /// DNS listeners (UDP and TCP on each).
+    #[serde(default)]
+    pub dns: Vec<String>,
     pub targets: Vec<TargetStatus>,
+    #[serde(default)]
+    pub overrides: Vec<Override>,
     pub apps: Vec<AppStatus>,
 }
 
@@ -25,8 +30,14 @@ pub struct TargetStatus {
     pub app: String,
     pub cluster: String,
     pub region: String,
-    /// `unknown` (no result yet, answered as up), `up` or `down`.
+    /// The state answers use: `unknown` (no result yet, answered as up), `up` or `down`.
     pub state: String,
+    /// What the probes alone say (differs from `state` under an override).
+    #[serde(default)]
+    pub probed: String,
+    /// The override holding the target out of answers, if any.
+    #[serde(default, rename = "override")]
+    pub overridden: Option<Override>,
     /// RFC 3339 time of the last state change (or of the start).
     pub since: String,
     pub vips: Vec<VipStatus>,
@@ -37,6 +48,9 @@ pub struct VipStatus {
     pub vip: String,
     pub state: String,
     pub since: String,
+    /// Consecutive results so far towards the next state change.
+    #[serde(default)]
+    pub streak: u32,
     pub last_probe: Option<ProbeStatus>,
 }
 
@@ -62,7 +76,7 @@ pub struct AppStatus {
 }
 
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::rfc3339::format(t)
 }
 
 /// Builds the report from the current snapshots.
@@ -71,6 +85,7 @@ pub fn report(
     health: &HealthSnapshot,
     table: &AnswerTable,
     ready: bool,
+    dns: &[std::net::SocketAddr],
 ) -> StatusReport {
     let targets = inventory
         .targets
@@ -84,6 +99,8 @@ pub fn report(
                 cluster: cluster.name.clone(),
                 region: cluster.region.clone(),
                 state: th.state.as_str().to_owned(),
+                probed: th.probed.as_str().to_owned(),
+                overridden: th.overridden.clone(),
                 since: time(th.since),
                 vips: inventory
                     .endpoints
@@ -94,6 +111,7 @@ pub fn report(
                         vip: e.vip.to_string(),
                         state: h.state.as_str().to_owned(),
                         since: time(h.since),
+                        streak: h.streak,
                         last_probe: h.last.as_ref().map(|p| ProbeStatus {
                             result: p.outcome.as_str().to_owned(),
                             detail: p.detail.clone(),
@@ -125,7 +143,9 @@ pub fn report(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         ready,
         serial: table.serial,
+        dns: dns.iter().map(ToString::to_string).collect(),
         targets,
+        overrides: health.overrides.clone(),
         apps,
     }
 }
@@ -144,16 +164,20 @@ pub fn render(report: &StatusReport) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<24} {:<16} {:<8} {:<24} {:<8} {:<10} LAST PROBE",
+        "{:<24} {:<16} {:<12} {:<24} {:<8} {:<10} LAST PROBE",
         "APP", "CLUSTER", "STATE", "SINCE", "VIP", "VIP STATE"
     );
     for t in &report.targets {
         for (i, v) in t.vips.iter().enumerate() {
+            let state = match &t.overridden {
+                Some(o) => format!("{}({})", t.state, o.kind.as_str()),
+                None => t.state.clone(),
+            };
             let (app, cluster, state, since) = if i == 0 {
                 (
                     t.app.as_str(),
                     t.cluster.as_str(),
-                    t.state.as_str(),
+                    state.as_str(),
                     t.since.as_str(),
                 )
             } else {
@@ -165,7 +189,7 @@ pub fn render(report: &StatusReport) -> String {
             );
             let _ = writeln!(
                 out,
-                "{app:<24} {cluster:<16} {state:<8} {since:<24} {:<8} {:<10} {probe}",
+                "{app:<24} {cluster:<16} {state:<12} {since:<24} {:<8} {:<10} {probe}",
                 v.vip, v.state
             );
         }
@@ -189,6 +213,25 @@ pub fn render(report: &StatusReport) -> String {
             a.policy,
             if a.fail_open { "YES" } else { "no" }
         );
+    }
+    if !report.overrides.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "OVERRIDES");
+        for o in &report.overrides {
+            let _ = writeln!(
+                out,
+                "  {} {}/{} by {} since {}{}: {}",
+                o.kind.as_str(),
+                o.cluster,
+                o.app.as_deref().unwrap_or("*"),
+                o.set_by,
+                time(o.set_at),
+                o.expires_at
+                    .map(|t| format!(" until {}", time(t)))
+                    .unwrap_or_default(),
+                o.reason
+            );
+        }
     }
     out
 }

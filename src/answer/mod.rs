@@ -125,8 +125,22 @@ impl<'a> Response<'a> {
 }
 
 impl AnswerTable {
-    /// Answers `qname`/`qtype` from the table.
+    /// Answers `qname`/`qtype` from the table, serving rotating sets in turn.
     pub fn lookup(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
+        self.resolve(qname, qtype, RrSet::pick)
+    }
+
+    /// Like [`lookup`](Self::lookup) but without moving any rotation: for `explain`.
+    pub fn peek(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
+        self.resolve(qname, qtype, RrSet::first)
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        qname: &LowerName,
+        qtype: RecordType,
+        choose: fn(&'a RrSet) -> &'a [Record],
+    ) -> Response<'a> {
         let Some(zone) = self.zone_of(qname) else {
             return Response::new(Outcome::Refused);
         };
@@ -146,7 +160,7 @@ impl AnswerTable {
                 node.sets.iter().find(|s| s.rtype == qtype)
             };
             if let Some(set) = wanted {
-                response.push(set.pick());
+                response.push(choose(set));
                 response.additional = &set.additional;
                 return response;
             }
@@ -155,7 +169,7 @@ impl AnswerTable {
                 response.soa = Some(&zone.negative_soa);
                 return response;
             };
-            let records = cname.pick();
+            let records = choose(cname);
             response.push(records);
             let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
                 return response;

@@ -40,6 +40,8 @@ pub struct Server {
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub tcp_idle_timeout: Duration,
+    pub admin_token_file: Option<std::path::PathBuf>,
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Everything wrong with a config file.

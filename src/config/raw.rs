@@ -18,6 +18,10 @@ pub struct RawServer {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: String,
+    /// File holding the bearer token that mutating admin calls must present.
+    pub admin_token_file: Option<String>,
+    /// Where overrides, last known health and drills are kept across restarts.
+    pub state_file: Option<String>,
 }
 
 impl Default for RawServer {
@@ -26,6 +30,8 @@ impl Default for RawServer {
             dns_listen: default_dns_listen(),
             admin_listen: default_admin_listen(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            admin_token_file: None,
+            state_file: None,
         }
     }
 }

@@ -135,10 +135,42 @@ impl Validator<'_> {
         let admin_listen = self.parse(at.then("admin_listen"), socket_addr(&raw.admin_listen));
         let tcp_idle_timeout =
             self.parse(at.then("tcp_idle_timeout"), duration(&raw.tcp_idle_timeout));
+        let admin_token_file = raw.admin_token_file.as_ref().map(std::path::PathBuf::from);
+        if let Some(path) = &admin_token_file {
+            match std::fs::read_to_string(path) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => self.push(
+                    at.then("admin_token_file"),
+                    format!(
+                        "the token in {} must be at least 16 characters",
+                        path.display()
+                    ),
+                ),
+                Err(e) => self.push(
+                    at.then("admin_token_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+            }
+        }
+        let state_file = raw.state_file.as_ref().map(std::path::PathBuf::from);
+        if let Some(dir) = state_file
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            if !dir.is_dir() {
+                self.push(
+                    at.then("state_file"),
+                    format!("the folder {} does not exist", dir.display()),
+                );
+            }
+        }
         Some(Server {
             dns_listen,
             admin_listen: admin_listen?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            admin_token_file,
+            state_file,
         })
     }
 

@@ -6,10 +6,10 @@
 //! endpoint down and `rise` consecutive passes bring a Down one back. A single lost probe
 //! therefore never moves traffic.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Health of an endpoint or a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// No probe result yet: answered as if up.
@@ -55,8 +55,19 @@ impl Machine {
         }
     }
 
+    /// A machine resumed at a known state, e.g. the last one saved before a restart:
+    /// it then needs a full `rise` or `fall` run to change, like any other.
+    pub fn resumed(state: State) -> Self {
+        Self { state, streak: 0 }
+    }
+
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Consecutive results so far that disagree with the state (towards `rise` or `fall`).
+    pub fn streak(&self) -> u32 {
+        self.streak
     }
 
     /// Feeds one probe result; returns the new state if it changed.

@@ -1,20 +1,28 @@
 //! Health: the one place that decides whether a target is up, and the one place that logs
 //! and counts a transition.
 //!
-//! Probe reports arrive on a channel; [`HealthBook`] (pure) feeds each one to the
-//! endpoint's rise/fall [`Machine`] and derives the target's state; [`run`] logs and counts
-//! what changed and publishes an immutable [`HealthSnapshot`] on a `watch` channel, which
-//! the answer planner and the admin API read.
+//! Probe reports and operator override commands arrive on one channel, so they are
+//! applied in order. [`HealthBook`] (pure) feeds each report to the endpoint's rise/fall
+//! [`Machine`], applies [overrides](overrides), and derives each target's probed and
+//! effective state. [`run`] is the async shell around it: it logs and counts what changed,
+//! persists the health state and overrides through [`Persist`] (an override is
+//! acknowledged only once saved), lifts expired overrides, and publishes an immutable
+//! [`HealthSnapshot`] on a `watch` channel for the answer planner and the admin API.
 
+mod book;
 mod machine;
+pub mod overrides;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+pub use book::{Cause, HealthBook, Transition};
 pub use machine::{Machine, State, target_state};
+pub use overrides::{Override, OverrideError, OverrideKind};
 
 use crate::metrics::Metrics;
 use crate::model::Inventory;
@@ -57,34 +65,44 @@ pub struct EndpointHealth {
     pub state: State,
     pub since: SystemTime,
     pub last: Option<ProbeReport>,
+    /// Consecutive results that disagree with `state`, towards `rise` or `fall`.
+    pub streak: u32,
 }
 
 /// Health of one (app, cluster) target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetHealth {
+    /// The state answers use: `probed`, unless an override holds it down.
     pub state: State,
     pub since: SystemTime,
+    /// What the probes alone say.
+    pub probed: State,
+    /// The override holding the target down, if any.
+    pub overridden: Option<Override>,
 }
 
 /// Everything health knows at one moment; immutable once published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthSnapshot {
-    /// Bumped on every state change of an endpoint or target; unchanged by a probe result
-    /// that changed no state, so readers can skip work.
+    /// Bumped on every change of an endpoint or target state or of the overrides;
+    /// unchanged by a probe result that changed no state, so readers can skip work.
     pub version: u64,
     pub targets: Vec<TargetHealth>,
     pub endpoints: Vec<EndpointHealth>,
+    pub overrides: Vec<Override>,
 }
 
 impl HealthSnapshot {
-    /// Every target and endpoint `Unknown` since `now`: the start state.
+    /// Every target and endpoint `Unknown` since `now`, no override: the start state.
     pub fn initial(inventory: &Inventory, now: SystemTime) -> Self {
         Self {
             version: 0,
             targets: vec![
                 TargetHealth {
                     state: State::Unknown,
-                    since: now
+                    since: now,
+                    probed: State::Unknown,
+                    overridden: None,
                 };
                 inventory.targets.len()
             ],
@@ -92,10 +110,12 @@ impl HealthSnapshot {
                 EndpointHealth {
                     state: State::Unknown,
                     since: now,
-                    last: None
+                    last: None,
+                    streak: 0,
                 };
                 inventory.endpoints.len()
             ],
+            overrides: Vec::new(),
         }
     }
 
@@ -105,116 +125,208 @@ impl HealthSnapshot {
     }
 }
 
-/// A target that changed state, for logs and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    pub target: usize,
-    pub from: State,
-    pub to: State,
+/// Saves health state somewhere durable (the state file). Called off the async runtime.
+pub trait Persist: Send + Sync + 'static {
+    /// Saves the snapshot's endpoint states and overrides.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O failure, as text for logs and API replies.
+    fn save(&self, inventory: &Inventory, snapshot: &HealthSnapshot) -> Result<(), String>;
 }
 
-/// The rise/fall machines of every endpoint and the snapshot they produce.
-#[derive(Debug, Clone)]
-pub struct HealthBook {
-    inventory: Arc<Inventory>,
-    machines: Vec<Machine>,
-    snapshot: HealthSnapshot,
+/// What the health task takes in.
+#[derive(Debug)]
+pub enum HealthInput {
+    Probe(ProbeReport),
+    SetOverride {
+        ov: Override,
+        force: bool,
+        reply: oneshot::Sender<Result<Override, OverrideError>>,
+    },
+    ClearOverride {
+        cluster: String,
+        app: Option<String>,
+        reply: oneshot::Sender<Result<Vec<Override>, OverrideError>>,
+    },
 }
 
-impl HealthBook {
-    pub fn new(inventory: Arc<Inventory>, now: SystemTime) -> Self {
-        let snapshot = HealthSnapshot::initial(&inventory, now);
-        Self {
-            machines: vec![Machine::new(); inventory.endpoints.len()],
-            inventory,
-            snapshot,
-        }
-    }
-
-    pub fn snapshot(&self) -> &HealthSnapshot {
-        &self.snapshot
-    }
-
-    /// Applies one probe report; returns the target transition it caused, if any.
-    pub fn observe(&mut self, report: ProbeReport) -> Option<Transition> {
-        let idx = report.endpoint;
-        let endpoint = *self.inventory.endpoints.get(idx)?;
-        let probe = &self.inventory.apps[self.inventory.targets[endpoint.target].app].probe;
-        let at = report.at;
-        let changed =
-            self.machines[idx].observe(report.outcome == Outcome::Success, probe.rise, probe.fall);
-        let e = &mut self.snapshot.endpoints[idx];
-        e.last = Some(report);
-        let to = changed?;
-        e.state = to;
-        e.since = at;
-        self.snapshot.version += 1;
-
-        let target = endpoint.target;
-        let derived = target_state(
-            self.inventory
-                .endpoints
-                .iter()
-                .zip(&self.snapshot.endpoints)
-                .filter(|(ep, _)| ep.target == target)
-                .map(|(_, h)| h.state),
-        );
-        let t = &mut self.snapshot.targets[target];
-        if derived == t.state {
-            return None;
-        }
-        let from = t.state;
-        t.state = derived;
-        t.since = at;
-        Some(Transition {
-            target,
-            from,
-            to: derived,
-        })
-    }
-}
-
-/// Applies probe reports until the channel closes, publishing a snapshot after each batch.
+/// Applies inputs until the channel closes, publishing a snapshot after each batch.
 ///
-/// Reports that arrive together are applied together and published once, so a burst of
+/// Inputs that arrive together are applied together and published once, so a burst of
 /// results costs one snapshot, and the answer planner rebuilds at most once per burst.
 pub async fn run(
     mut book: HealthBook,
-    mut reports: mpsc::Receiver<ProbeReport>,
+    mut inputs: mpsc::Receiver<HealthInput>,
     publish: watch::Sender<Arc<HealthSnapshot>>,
     metrics: Arc<Metrics>,
+    persist: Option<Arc<dyn Persist>>,
 ) {
-    let inventory = book.inventory.clone();
+    let inventory = book.inventory().clone();
     let mut batch = Vec::with_capacity(64);
-    while reports.recv_many(&mut batch, 256).await > 0 {
-        for report in batch.drain(..) {
-            let endpoint = inventory.endpoints[report.endpoint];
-            let (app, cluster) = inventory.target_labels(endpoint.target);
-            let kind = inventory.apps[inventory.targets[endpoint.target].app]
-                .probe
-                .kind
-                .label();
-            metrics.observe_probe(&app, cluster, kind, report.outcome, report.latency);
-            if report.outcome != Outcome::Success {
-                tracing::debug!(app, cluster, vip = %endpoint.vip, result = report.outcome.as_str(), detail = %report.detail, "probe failed");
-            }
-            let detail = report.detail.clone();
-            if let Some(t) = book.observe(report) {
-                tracing::info!(
-                    app,
-                    cluster,
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    vip = %endpoint.vip,
-                    last_probe = %detail,
-                    "target health changed"
-                );
-                metrics.record_transition(&app, cluster, t.to);
+    let mut saved_version = book.snapshot().version;
+    let mut active = active_overrides(&inventory, book.snapshot());
+    for (app, cluster, kind) in &active {
+        metrics.set_override_active(app, cluster, kind, true);
+    }
+    loop {
+        let expiry = book.next_expiry().map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        tokio::select! {
+            n = inputs.recv_many(&mut batch, 256) => if n == 0 { return },
+            _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
+                let (expired, transitions) = book.expire(SystemTime::now());
+                for o in &expired {
+                    tracing::info!(target: "gslb::audit", action = "override.expired", cluster = %o.cluster, app = o.app.as_deref().unwrap_or("*"), kind = o.kind.as_str(), reason = %o.reason, set_by = %o.set_by, "override expired");
+                }
+                log_transitions(&inventory, &metrics, &transitions, "");
             }
         }
+        let mut replies: Vec<Box<dyn FnOnce(Option<String>) + Send>> = Vec::new();
+        let before = book.clone();
+        for input in batch.drain(..) {
+            match input {
+                HealthInput::Probe(report) => apply_report(&mut book, &inventory, &metrics, report),
+                HealthInput::SetOverride { ov, force, reply } => {
+                    match book.set_override(ov.clone(), force, SystemTime::now()) {
+                        Ok(transitions) => {
+                            log_transitions(&inventory, &metrics, &transitions, &ov.reason);
+                            replies.push(Box::new(move |err| {
+                                let _ = reply.send(match err {
+                                    None => Ok(ov),
+                                    Some(e) => Err(OverrideError::NotPersisted(e)),
+                                });
+                            }));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                HealthInput::ClearOverride {
+                    cluster,
+                    app,
+                    reply,
+                } => match book.clear_override(&cluster, app.as_deref(), SystemTime::now()) {
+                    Ok((removed, transitions)) => {
+                        log_transitions(&inventory, &metrics, &transitions, "override cleared");
+                        replies.push(Box::new(move |err| {
+                            let _ = reply.send(match err {
+                                None => Ok(removed),
+                                Some(e) => Err(OverrideError::NotPersisted(e)),
+                            });
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+            }
+        }
+        // Persist state changes before acknowledging any override: acknowledged means saved.
+        let mut failure = None;
+        if book.snapshot().version != saved_version {
+            if let Some(p) = &persist {
+                let (p, inv, snap) = (p.clone(), inventory.clone(), book.snapshot().clone());
+                let result = tokio::task::spawn_blocking(move || p.save(&inv, &snap))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match result {
+                    Ok(()) => saved_version = book.snapshot().version,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot save the state file");
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        if failure.is_some() && !replies.is_empty() {
+            // Not saved: undo the override changes of this batch (probe results stay).
+            let overrides = before.snapshot().overrides.clone();
+            book.replace_overrides(overrides, SystemTime::now());
+        }
+        for reply in replies {
+            reply(failure.clone());
+        }
+        let now_active = active_overrides(&inventory, book.snapshot());
+        for (app, cluster, kind) in active.difference(&now_active) {
+            metrics.set_override_active(app, cluster, kind, false);
+        }
+        for (app, cluster, kind) in now_active.difference(&active) {
+            metrics.set_override_active(app, cluster, kind, true);
+        }
+        active = now_active;
         // Every batch carries new probe results for the status API, so always publish.
         publish.send_replace(Arc::new(book.snapshot().clone()));
     }
+}
+
+fn apply_report(
+    book: &mut HealthBook,
+    inventory: &Inventory,
+    metrics: &Metrics,
+    report: ProbeReport,
+) {
+    let endpoint = inventory.endpoints[report.endpoint];
+    let (app, cluster) = inventory.target_labels(endpoint.target);
+    let kind = inventory.apps[inventory.targets[endpoint.target].app]
+        .probe
+        .kind
+        .label();
+    metrics.observe_probe(&app, cluster, kind, report.outcome, report.latency);
+    if report.outcome != Outcome::Success {
+        tracing::debug!(app, cluster, vip = %endpoint.vip, result = report.outcome.as_str(), detail = %report.detail, "probe failed");
+    }
+    let detail = report.detail.clone();
+    if let Some(t) = book.observe(report) {
+        log_transitions(
+            inventory,
+            metrics,
+            &[t],
+            &format!("{} ({})", detail, endpoint.vip),
+        );
+    }
+}
+
+/// One log line and one count per target transition.
+fn log_transitions(
+    inventory: &Inventory,
+    metrics: &Metrics,
+    transitions: &[Transition],
+    detail: &str,
+) {
+    for t in transitions {
+        let (app, cluster) = inventory.target_labels(t.target);
+        tracing::info!(
+            app,
+            cluster,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            cause = t.cause.as_str(),
+            detail,
+            "target health changed"
+        );
+        metrics.record_transition(&app, cluster, t.to);
+    }
+}
+
+/// `(app, cluster, kind)` of every target an override holds down.
+fn active_overrides(
+    inventory: &Inventory,
+    snapshot: &HealthSnapshot,
+) -> HashSet<(String, String, &'static str)> {
+    snapshot
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(t, h)| {
+            let o = h.overridden.as_ref()?;
+            let (app, cluster) = inventory.target_labels(t);
+            Some((app, cluster.to_owned(), o.kind.as_str()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -91,12 +91,12 @@ async fn run_publishes_snapshots_and_counts_transitions() {
     let (tx, rx) = mpsc::channel(16);
     let (pub_tx, mut pub_rx) = watch::channel(Arc::new(book.snapshot().clone()));
     let metrics = Arc::new(Metrics::new());
-    let task = tokio::spawn(run(book, rx, pub_tx, metrics.clone()));
-    tx.send(report(2, true)).await.unwrap();
+    let task = tokio::spawn(run(book, rx, pub_tx, metrics.clone(), None));
+    tx.send(HealthInput::Probe(report(2, true))).await.unwrap();
     pub_rx.changed().await.unwrap();
     assert_eq!(pub_rx.borrow_and_update().targets[1].state, State::Up);
     for _ in 0..2 {
-        tx.send(report(2, false)).await.unwrap();
+        tx.send(HealthInput::Probe(report(2, false))).await.unwrap();
     }
     drop(tx);
     task.await.unwrap();
@@ -116,4 +116,218 @@ async fn run_publishes_snapshots_and_counts_transitions() {
         text.contains(r#"gslb_probes_total{app="tke-demo.cn",cluster="gz-02",result="failure"} 2"#),
         "{text}"
     );
+}
+
+fn ov(
+    cluster: &str,
+    app: Option<&str>,
+    kind: OverrideKind,
+    expires_at: Option<SystemTime>,
+) -> Override {
+    Override {
+        cluster: cluster.to_owned(),
+        app: app.map(str::to_owned),
+        kind,
+        reason: "test".to_owned(),
+        set_by: "tests".to_owned(),
+        set_at: SystemTime::now(),
+        expires_at,
+    }
+}
+
+fn up_book() -> HealthBook {
+    let mut book = HealthBook::new(inventory(), SystemTime::now());
+    for e in 0..3 {
+        book.observe(report(e, true));
+    }
+    book
+}
+
+#[test]
+fn an_override_wins_over_probes_and_shows_both_states() {
+    let mut book = up_book();
+    let t = book
+        .set_override(
+            ov("gz-01", None, OverrideKind::Drain, None),
+            false,
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].target, t[0].to, t[0].cause.clone()),
+        (0, State::Down, Cause::OverrideSet)
+    );
+    let target = &book.snapshot().targets[0];
+    assert_eq!((target.state, target.probed), (State::Down, State::Up));
+    assert_eq!(
+        target.overridden.as_ref().unwrap().kind,
+        OverrideKind::Drain
+    );
+    // Probes keep running underneath but do not bring it back.
+    assert_eq!(book.observe(report(0, true)), None);
+    let (removed, t) = book
+        .clear_override("gz-01", None, SystemTime::now())
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(
+        (t[0].to, t[0].cause.clone()),
+        (State::Up, Cause::OverrideLifted)
+    );
+}
+
+#[test]
+fn the_guard_rail_refuses_to_empty_an_app_unless_forced() {
+    let mut book = up_book();
+    book.set_override(
+        ov("gz-01", Some("tke-demo.cn"), OverrideKind::Fail, None),
+        false,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let err = book
+        .set_override(
+            ov("gz-02", None, OverrideKind::Fail, None),
+            false,
+            SystemTime::now(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OverrideError::WouldEmpty(vec!["tke-demo.cn".to_owned()])
+    );
+    assert!(err.to_string().contains("`tke-demo.cn`"));
+    assert_eq!(
+        book.snapshot().overrides.len(),
+        1,
+        "a refused override changes nothing"
+    );
+    book.set_override(
+        ov("gz-02", None, OverrideKind::Fail, None),
+        true,
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(book.snapshot().overrides.len(), 2);
+}
+
+#[test]
+fn unknown_names_are_refused() {
+    let mut book = up_book();
+    let now = SystemTime::now();
+    assert!(matches!(
+        book.set_override(ov("nope", None, OverrideKind::Fail, None), true, now),
+        Err(OverrideError::UnknownCluster(_))
+    ));
+    assert!(matches!(
+        book.set_override(
+            ov("gz-01", Some("x.cn"), OverrideKind::Fail, None),
+            true,
+            now
+        ),
+        Err(OverrideError::UnknownApp(_))
+    ));
+    assert!(matches!(
+        book.clear_override("gz-01", None, now),
+        Err(OverrideError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_new_override_replaces_the_one_in_its_slot() {
+    let mut book = up_book();
+    let now = SystemTime::now();
+    book.set_override(ov("gz-01", None, OverrideKind::Drain, None), false, now)
+        .unwrap();
+    book.set_override(ov("gz-01", None, OverrideKind::Fail, None), false, now)
+        .unwrap();
+    assert_eq!(book.snapshot().overrides.len(), 1);
+    assert_eq!(book.snapshot().overrides[0].kind, OverrideKind::Fail);
+}
+
+#[test]
+fn overrides_lift_themselves_at_expiry() {
+    let mut book = up_book();
+    let now = SystemTime::now();
+    let at = now + Duration::from_secs(60);
+    book.set_override(ov("gz-01", None, OverrideKind::Drain, Some(at)), false, now)
+        .unwrap();
+    assert_eq!(book.next_expiry(), Some(at));
+    assert!(book.expire(now).0.is_empty());
+    let (expired, t) = book.expire(at);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(t[0].to, State::Up);
+    assert_eq!(book.next_expiry(), None);
+}
+
+#[test]
+fn restore_resumes_saved_states_and_drops_stale_overrides() {
+    let mut book = HealthBook::new(inventory(), SystemTime::now());
+    let now = SystemTime::now();
+    let saved = |app: &str, cluster: &str, _vip: std::net::IpAddr| {
+        (app == "tke-demo.cn" && cluster == "gz-01").then_some(State::Down)
+    };
+    let overrides = vec![
+        ov("gz-02", None, OverrideKind::Drain, None),
+        ov("gone-cluster", None, OverrideKind::Drain, None),
+        ov(
+            "gz-02",
+            Some("tke-demo.cn"),
+            OverrideKind::Fail,
+            Some(now - Duration::from_secs(1)),
+        ),
+    ];
+    book.restore(saved, overrides, now);
+    let s = book.snapshot();
+    assert_eq!(s.targets[0].state, State::Down, "saved state, not Unknown");
+    assert_eq!(
+        s.overrides.len(),
+        1,
+        "unknown cluster and expired override dropped"
+    );
+    assert_eq!(s.targets[1].state, State::Down);
+    // A restored Down endpoint needs a full `rise` run to come back.
+    assert_eq!(book.observe(report(0, true)), None);
+    assert!(book.observe(report(0, true)).is_some());
+}
+
+#[tokio::test]
+async fn an_override_is_acknowledged_only_once_persisted() {
+    struct Failing;
+    impl Persist for Failing {
+        fn save(&self, _: &Inventory, _: &HealthSnapshot) -> Result<(), String> {
+            Err("disk full".to_owned())
+        }
+    }
+    let inv = inventory();
+    let book = HealthBook::new(inv.clone(), SystemTime::now());
+    let (tx, rx) = mpsc::channel(16);
+    let (pub_tx, pub_rx) = watch::channel(Arc::new(book.snapshot().clone()));
+    let task = tokio::spawn(run(
+        book,
+        rx,
+        pub_tx,
+        Arc::new(Metrics::new()),
+        Some(Arc::new(Failing)),
+    ));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    tx.send(HealthInput::SetOverride {
+        ov: ov("gz-01", None, OverrideKind::Drain, None),
+        force: true,
+        reply,
+    })
+    .await
+    .unwrap();
+    let err = answer.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, OverrideError::NotPersisted(ref e) if e == "disk full"),
+        "{err}"
+    );
+    drop(tx);
+    task.await.unwrap();
+    assert!(
+        pub_rx.borrow().overrides.is_empty(),
+        "not saved, so not applied"
+    );
+    assert_eq!(pub_rx.borrow().targets[0].state, State::Unknown);
 }

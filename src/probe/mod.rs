@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Outcome, ProbeReport};
+use crate::health::{HealthInput, Outcome, ProbeReport};
 use crate::model::{Inventory, ProbeKind};
 
 /// Most start-up jitter before the first probe.
@@ -69,7 +69,7 @@ impl Check {
 /// When a check cannot be prepared.
 pub fn spawn_all(
     inventory: &Arc<Inventory>,
-    reports: mpsc::Sender<ProbeReport>,
+    reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut tasks = JoinSet::new();
@@ -99,7 +99,7 @@ async fn run_endpoint(
     interval: Duration,
     timeout: Duration,
     jitter: Duration,
-    reports: mpsc::Sender<ProbeReport>,
+    reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval_at(Instant::now() + jitter, interval);
@@ -121,7 +121,7 @@ async fn run_endpoint(
             latency: start.elapsed(),
             at: SystemTime::now(),
         };
-        if reports.send(report).await.is_err() {
+        if reports.send(HealthInput::Probe(report)).await.is_err() {
             return; // health has stopped: so do we
         }
     }

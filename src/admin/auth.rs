@@ -1,0 +1,136 @@
+//! Who may change things: the bearer token of mutating admin calls.
+//!
+//! With `admin_token_file` set, every mutating call must carry `Authorization: Bearer
+//! <token>`: 401 without it, 403 with a wrong one, compared in constant time. Without a
+//! token, mutating calls are open on a loopback listener (local users only, as for the
+//! demo) and disabled on any other address.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(s: &str) -> Self {
+        Self(s.trim().to_owned())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// The policy for mutating calls.
+#[derive(Debug, Clone)]
+pub enum Mutations {
+    /// A token is configured and required.
+    Token(Token),
+    /// No token, loopback listener: open to local users.
+    OpenOnLoopback,
+    /// No token, non-loopback listener: refused.
+    Disabled,
+}
+
+impl Mutations {
+    pub fn new(token: Option<Token>, listen: SocketAddr) -> Self {
+        match token {
+            Some(t) => Mutations::Token(t),
+            None if listen.ip().is_loopback() => Mutations::OpenOnLoopback,
+            None => Mutations::Disabled,
+        }
+    }
+
+    /// Checks a mutating request's headers.
+    ///
+    /// # Errors
+    ///
+    /// The status and message to answer with.
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        match self {
+            Mutations::OpenOnLoopback => Ok(()),
+            Mutations::Disabled => Err((
+                StatusCode::FORBIDDEN,
+                "mutating calls are disabled: the admin API listens beyond loopback and no admin_token_file is set".to_owned(),
+            )),
+            Mutations::Token(token) => {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                match presented {
+                    None => Err((StatusCode::UNAUTHORIZED, "a bearer token is required".to_owned())),
+                    Some(p) if constant_time_eq(p.trim().as_bytes(), token.0.as_bytes()) => Ok(()),
+                    Some(_) => Err((StatusCode::FORBIDDEN, "wrong token".to_owned())),
+                }
+            }
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of the
+/// token matched (only whether the lengths differ).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, a.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_token_is_enforced() {
+        let m = Mutations::new(
+            Some(Token::new("s3cret-s3cret-s3cret\n")),
+            "0.0.0.0:1".parse().unwrap(),
+        );
+        assert_eq!(
+            m.authorize(&headers(None)).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            m.authorize(&headers(Some("Bearer nope"))).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+        assert!(
+            m.authorize(&headers(Some("Bearer s3cret-s3cret-s3cret")))
+                .is_ok()
+        );
+        assert!(!format!("{m:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_may_mutate() {
+        assert!(
+            Mutations::new(None, "127.0.0.1:1".parse().unwrap())
+                .authorize(&headers(None))
+                .is_ok()
+        );
+        assert!(
+            Mutations::new(None, "[::1]:1".parse().unwrap())
+                .authorize(&headers(None))
+                .is_ok()
+        );
+        let m = Mutations::new(None, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(
+            m.authorize(&headers(Some("Bearer x"))).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! `GET /api/v1/explain?name=N[&type=A]`: why a name answers what it answers. For an app,
+//! each cluster in or out of the answer and why (probes with latency, rise/fall progress,
+//! overrides, policy tier, fail-open); for any name, the exact records a query gets now.
+
+use std::str::FromStr;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, error};
+use crate::answer::{AnswerTable, Outcome};
+use crate::health::{HealthSnapshot, Override, State as Health};
+use crate::model::{Inventory, Policy};
+
+#[derive(Debug, Deserialize)]
+pub struct ExplainQuery {
+    pub name: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub qtype: String,
+}
+
+fn default_type() -> String {
+    "A".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// `answer`, `nodata`, `nxdomain` or `refused`.
+    pub outcome: String,
+    /// The records a query gets now, as `dig` prints them.
+    pub records: Vec<String>,
+    /// Present when the name is an app.
+    pub app: Option<AppExplanation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppExplanation {
+    pub policy: String,
+    pub ttl: u32,
+    pub fail_open: bool,
+    pub clusters: Vec<ClusterExplanation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterExplanation {
+    pub cluster: String,
+    pub priority: u32,
+    pub weight: u32,
+    pub in_answer: bool,
+    /// One sentence: why it is in or out.
+    pub why: String,
+    pub state: String,
+    pub probed: String,
+    #[serde(rename = "override")]
+    pub overridden: Option<Override>,
+    pub vips: Vec<VipExplanation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipExplanation {
+    pub vip: String,
+    pub state: String,
+    /// e.g. `1 of 2 passes needed to come back`.
+    pub progress: String,
+    pub last_probe: Option<String>,
+}
+
+pub async fn handler(State(s): State<AdminState>, Query(q): Query<ExplainQuery>) -> Response {
+    let Ok(qtype) = RecordType::from_str(&q.qtype.to_ascii_uppercase()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown record type `{}`", q.qtype),
+        );
+    };
+    let Ok(mut name) = Name::from_ascii(q.name.trim()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{}` is not a domain name", q.name),
+        );
+    };
+    name.set_fqdn(true);
+    let health = s.health.borrow().clone();
+    let table = s.table.load_full();
+    Json(explain(&s.inventory, &health, &table, &name, qtype)).into_response()
+}
+
+/// Builds the explanation; pure.
+pub fn explain(
+    inv: &Inventory,
+    health: &HealthSnapshot,
+    table: &AnswerTable,
+    name: &Name,
+    qtype: RecordType,
+) -> Explanation {
+    let found = table.peek(&LowerName::new(name), qtype);
+    let outcome = match found.outcome {
+        Outcome::Answer => "answer",
+        Outcome::NoData => "nodata",
+        Outcome::NxDomain => "nxdomain",
+        Outcome::Refused => "refused",
+    };
+    let records = found
+        .answers()
+        .chain(found.soa)
+        .map(|r| format!("{} {} IN {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect();
+    let app = inv
+        .apps
+        .iter()
+        .position(|a| a.name.to_lowercase() == name.to_lowercase())
+        .map(|a| explain_app(inv, health, table, a));
+    Explanation {
+        name: name.to_ascii(),
+        qtype: qtype.to_string(),
+        outcome: outcome.to_owned(),
+        records,
+        app,
+    }
+}
+
+fn explain_app(
+    inv: &Inventory,
+    health: &HealthSnapshot,
+    table: &AnswerTable,
+    app: usize,
+) -> AppExplanation {
+    let spec = &inv.apps[app];
+    let plan = &table.apps[app];
+    let usable: Vec<usize> = inv
+        .targets_of(app)
+        .filter(|&t| health.targets[t].state.is_usable())
+        .collect();
+    let best = usable
+        .iter()
+        .map(|&t| inv.clusters[inv.targets[t].cluster].priority)
+        .min();
+    let total_weight: u32 = usable
+        .iter()
+        .map(|&t| inv.clusters[inv.targets[t].cluster].weight)
+        .sum();
+    let clusters = inv
+        .targets_of(app)
+        .map(|t| {
+            let ci = inv.targets[t].cluster;
+            let cluster = &inv.clusters[ci];
+            let th = &health.targets[t];
+            let in_answer = plan.clusters.contains(&ci);
+            let vips: Vec<VipExplanation> = inv
+                .endpoints
+                .iter()
+                .zip(&health.endpoints)
+                .filter(|(e, _)| e.target == t)
+                .map(|(e, h)| VipExplanation {
+                    vip: e.vip.to_string(),
+                    state: h.state.as_str().to_owned(),
+                    progress: match h.state {
+                        Health::Up => format!(
+                            "{} of {} failures needed to go down",
+                            h.streak, spec.probe.fall
+                        ),
+                        Health::Down => format!(
+                            "{} of {} passes needed to come back",
+                            h.streak, spec.probe.rise
+                        ),
+                        Health::Unknown => "no probe result yet: answered as up".to_owned(),
+                    },
+                    last_probe: h.last.as_ref().map(|p| {
+                        format!(
+                            "{} in {:.1} ms at {}: {}",
+                            p.outcome.as_str(),
+                            p.latency.as_secs_f64() * 1000.0,
+                            crate::rfc3339::format(p.at),
+                            p.detail
+                        )
+                    }),
+                })
+                .collect();
+            let why = if let Some(o) = &th.overridden {
+                format!(
+                    "held out by a {} override set by {} ({}); probes say {}",
+                    o.kind.as_str(),
+                    o.set_by,
+                    o.reason,
+                    th.probed.as_str()
+                )
+            } else if plan.fail_open {
+                "no cluster is healthy: failing open, every VIP is answered".to_owned()
+            } else if !th.state.is_usable() {
+                "down: its probes fail (see the VIPs)".to_owned()
+            } else {
+                match spec.policy {
+                    Policy::Failover if Some(cluster.priority) == best => format!(
+                        "{}, in the best healthy priority tier ({})",
+                        th.state.as_str(),
+                        cluster.priority
+                    ),
+                    Policy::Failover => format!(
+                        "healthy standby: priority {} is behind {}",
+                        cluster.priority,
+                        best.unwrap_or(0)
+                    ),
+                    Policy::RoundRobin => {
+                        format!("{}, rotated with every healthy cluster", th.state.as_str())
+                    }
+                    Policy::Weighted => format!(
+                        "{}, answered in {} of {} answers",
+                        th.state.as_str(),
+                        cluster.weight,
+                        total_weight.max(1)
+                    ),
+                }
+            };
+            ClusterExplanation {
+                cluster: cluster.name.clone(),
+                priority: cluster.priority,
+                weight: cluster.weight,
+                in_answer,
+                why,
+                state: th.state.as_str().to_owned(),
+                probed: th.probed.as_str().to_owned(),
+                overridden: th.overridden.clone(),
+                vips,
+            }
+        })
+        .collect();
+    AppExplanation {
+        policy: spec.policy.as_str().to_owned(),
+        ttl: spec.ttl,
+        fail_open: plan.fail_open,
+        clusters,
+    }
+}
+
+/// Renders an explanation as `gslb explain` prints it.
+pub fn render(e: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {}: {}", e.name, e.qtype, e.outcome);
+    if let Some(app) = &e.app {
+        let _ = writeln!(
+            out,
+            "app: policy {}, ttl {}s{}",
+            app.policy,
+            app.ttl,
+            if app.fail_open { ", FAILING OPEN" } else { "" }
+        );
+        for c in &app.clusters {
+            let _ = writeln!(
+                out,
+                "  {} {} (priority {}, weight {}): {}",
+                if c.in_answer { "+" } else { "-" },
+                c.cluster,
+                c.priority,
+                c.weight,
+                c.why
+            );
+            for v in &c.vips {
+                let _ = writeln!(
+                    out,
+                    "      {} {}: {}; last probe: {}",
+                    v.vip,
+                    v.state,
+                    v.progress,
+                    v.last_probe.as_deref().unwrap_or("none")
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "records now:");
+    if e.records.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for r in &e.records {
+        let _ = writeln!(out, "  {r}");
+    }
+    out
+}

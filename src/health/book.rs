@@ -1,0 +1,288 @@
+//! [`HealthBook`]: the rise/fall machines of every endpoint, the operator overrides, and
+//! the snapshot they produce. Pure: time comes in as arguments.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::overrides::{Override, OverrideError};
+use super::{HealthSnapshot, Machine, Outcome, ProbeReport, State, target_state};
+use crate::model::Inventory;
+
+/// What moved a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Probe,
+    /// An override was set (or replaced) on the target.
+    OverrideSet,
+    /// The target's override was cleared, or expired.
+    OverrideLifted,
+    /// Restored from the state file at start.
+    Restored,
+}
+
+impl Cause {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Cause::Probe => "probe",
+            Cause::OverrideSet => "override set",
+            Cause::OverrideLifted => "override lifted",
+            Cause::Restored => "restored",
+        }
+    }
+}
+
+/// A target whose effective state changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub target: usize,
+    pub from: State,
+    pub to: State,
+    pub cause: Cause,
+}
+
+/// Machines, overrides and the snapshot they produce.
+#[derive(Debug, Clone)]
+pub struct HealthBook {
+    inventory: Arc<Inventory>,
+    machines: Vec<Machine>,
+    snapshot: HealthSnapshot,
+}
+
+impl HealthBook {
+    pub fn new(inventory: Arc<Inventory>, now: SystemTime) -> Self {
+        let snapshot = HealthSnapshot::initial(&inventory, now);
+        Self {
+            machines: vec![Machine::new(); inventory.endpoints.len()],
+            inventory,
+            snapshot,
+        }
+    }
+
+    pub fn inventory(&self) -> &Arc<Inventory> {
+        &self.inventory
+    }
+
+    pub fn snapshot(&self) -> &HealthSnapshot {
+        &self.snapshot
+    }
+
+    /// Applies one probe report; returns the target transition it caused, if any.
+    pub fn observe(&mut self, report: ProbeReport) -> Option<Transition> {
+        let idx = report.endpoint;
+        let endpoint = *self.inventory.endpoints.get(idx)?;
+        let probe = &self.inventory.apps[self.inventory.targets[endpoint.target].app].probe;
+        let at = report.at;
+        let passed = report.outcome == Outcome::Success;
+        let changed = self.machines[idx].observe(passed, probe.rise, probe.fall);
+        let e = &mut self.snapshot.endpoints[idx];
+        e.last = Some(report);
+        e.streak = self.machines[idx].streak();
+        let to = changed?;
+        e.state = to;
+        e.since = at;
+        self.snapshot.version += 1;
+        self.recompute(endpoint.target, at, Cause::Probe)
+    }
+
+    /// Resumes endpoints at saved states: `(app, cluster, vip) -> state`. Unknown names
+    /// are ignored (the config changed since). Returns the targets that moved.
+    pub fn restore(
+        &mut self,
+        saved: impl Fn(&str, &str, std::net::IpAddr) -> Option<State>,
+        overrides: Vec<Override>,
+        now: SystemTime,
+    ) -> Vec<Transition> {
+        for (i, e) in self.inventory.endpoints.iter().enumerate() {
+            let (app, cluster) = self.inventory.target_labels(e.target);
+            if let Some(state) = saved(&app, cluster, e.vip).filter(|s| *s != State::Unknown) {
+                self.machines[i] = Machine::resumed(state);
+                self.snapshot.endpoints[i].state = state;
+            }
+        }
+        self.snapshot.overrides = overrides
+            .into_iter()
+            .filter(|o| !o.is_expired(now) && self.check(o).is_ok())
+            .collect();
+        self.snapshot.version += 1;
+        self.recompute_all(now, Cause::Restored)
+    }
+
+    /// Sets an override, replacing any in the same slot. Refuses one that would leave an
+    /// app that has a usable cluster with none, unless `force`.
+    ///
+    /// # Errors
+    ///
+    /// Unknown names, or the guard rail.
+    pub fn set_override(
+        &mut self,
+        ov: Override,
+        force: bool,
+        now: SystemTime,
+    ) -> Result<Vec<Transition>, OverrideError> {
+        self.check(&ov)?;
+        let mut trial = self.clone();
+        trial.put(ov.clone());
+        let transitions = trial.recompute_all(now, Cause::OverrideSet);
+        if !force {
+            let emptied = self.emptied_by(&trial);
+            if !emptied.is_empty() {
+                return Err(OverrideError::WouldEmpty(emptied));
+            }
+        }
+        *self = trial;
+        Ok(transitions)
+    }
+
+    /// Clears the override(s) of `cluster` with exactly this app scope, or every one of
+    /// the cluster when `app` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`OverrideError::NotFound`] when nothing matched.
+    pub fn clear_override(
+        &mut self,
+        cluster: &str,
+        app: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Vec<Override>, Vec<Transition>), OverrideError> {
+        let (removed, kept): (Vec<Override>, Vec<Override>) =
+            std::mem::take(&mut self.snapshot.overrides)
+                .into_iter()
+                .partition(|o| o.cluster == cluster && (app.is_none() || o.app.as_deref() == app));
+        self.snapshot.overrides = kept;
+        if removed.is_empty() {
+            return Err(OverrideError::NotFound {
+                cluster: cluster.to_owned(),
+                app: app.map(str::to_owned),
+            });
+        }
+        self.snapshot.version += 1;
+        Ok((removed, self.recompute_all(now, Cause::OverrideLifted)))
+    }
+
+    /// Lifts every override whose expiry has passed.
+    pub fn expire(&mut self, now: SystemTime) -> (Vec<Override>, Vec<Transition>) {
+        let (expired, kept): (Vec<Override>, Vec<Override>) =
+            std::mem::take(&mut self.snapshot.overrides)
+                .into_iter()
+                .partition(|o| o.is_expired(now));
+        self.snapshot.overrides = kept;
+        if expired.is_empty() {
+            return (expired, Vec::new());
+        }
+        self.snapshot.version += 1;
+        (expired, self.recompute_all(now, Cause::OverrideLifted))
+    }
+
+    /// Puts back a saved list of overrides (used to undo a change that could not be
+    /// persisted).
+    pub fn replace_overrides(
+        &mut self,
+        overrides: Vec<Override>,
+        now: SystemTime,
+    ) -> Vec<Transition> {
+        self.snapshot.overrides = overrides;
+        self.snapshot.version += 1;
+        self.recompute_all(now, Cause::OverrideLifted)
+    }
+
+    /// The earliest expiry among the overrides.
+    pub fn next_expiry(&self) -> Option<SystemTime> {
+        self.snapshot
+            .overrides
+            .iter()
+            .filter_map(|o| o.expires_at)
+            .min()
+    }
+
+    /// Names in an override must exist, and an app-scoped one must be served by the cluster.
+    fn check(&self, ov: &Override) -> Result<(), OverrideError> {
+        let inv = &self.inventory;
+        let cluster = inv
+            .clusters
+            .iter()
+            .position(|c| c.name == ov.cluster)
+            .ok_or_else(|| OverrideError::UnknownCluster(ov.cluster.clone()))?;
+        if let Some(app_name) = &ov.app {
+            let app = inv
+                .apps
+                .iter()
+                .position(|a| a.display_name() == *app_name)
+                .ok_or_else(|| OverrideError::UnknownApp(app_name.clone()))?;
+            if !inv.apps[app].clusters.contains(&cluster) {
+                return Err(OverrideError::NotInApp {
+                    app: app_name.clone(),
+                    cluster: ov.cluster.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, ov: Override) {
+        self.snapshot
+            .overrides
+            .retain(|o| !o.same_slot(&ov.cluster, ov.app.as_deref()));
+        self.snapshot.overrides.push(ov);
+        self.snapshot.version += 1;
+    }
+
+    /// Apps that have a usable target here but none in `after`.
+    fn emptied_by(&self, after: &HealthBook) -> Vec<String> {
+        let usable = |book: &HealthBook, app: usize| {
+            self.inventory
+                .targets_of(app)
+                .any(|t| book.snapshot.targets[t].state.is_usable())
+        };
+        (0..self.inventory.apps.len())
+            .filter(|&a| usable(self, a) && !usable(after, a))
+            .map(|a| self.inventory.apps[a].display_name())
+            .collect()
+    }
+
+    fn recompute_all(&mut self, at: SystemTime, cause: Cause) -> Vec<Transition> {
+        (0..self.inventory.targets.len())
+            .filter_map(|t| self.recompute(t, at, cause.clone()))
+            .collect()
+    }
+
+    /// Derives a target's probed state from its endpoints and its effective state from
+    /// that and the overrides; returns the transition if the effective state moved.
+    fn recompute(&mut self, target: usize, at: SystemTime, cause: Cause) -> Option<Transition> {
+        let probed = target_state(
+            self.inventory
+                .endpoints
+                .iter()
+                .zip(&self.snapshot.endpoints)
+                .filter(|(ep, _)| ep.target == target)
+                .map(|(_, h)| h.state),
+        );
+        let (app, cluster) = self.inventory.target_labels(target);
+        let covering = self
+            .snapshot
+            .overrides
+            .iter()
+            .find(|o| o.covers(&app, cluster))
+            .cloned();
+        let effective = if covering.is_some() {
+            State::Down
+        } else {
+            probed
+        };
+        let t = &mut self.snapshot.targets[target];
+        t.probed = probed;
+        t.overridden = covering;
+        if effective == t.state {
+            return None;
+        }
+        let from = t.state;
+        t.state = effective;
+        t.since = at;
+        Some(Transition {
+            target,
+            from,
+            to: effective,
+            cause,
+        })
+    }
+}

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Block, Gslb, eventually, stand_ins, two_cluster_app};
+use crate::harness::{Block, Gslb, eventually, free_port, stand_ins, two_cluster_app};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_status() {
@@ -160,14 +160,6 @@ async fn a_prometheus_server_scrapes_health_changes() {
     )
     .await;
     gslb.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// reqwest here is built without its `json` feature; parse the text ourselves.

@@ -5,17 +5,11 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::harness::{Block, Gslb, dig, eventually, http_get, stand_ins, two_cluster_app};
+use crate::harness::{
+    Block, Gslb, dig, eventually, free_port, http_get, stand_ins, two_cluster_app,
+};
 
 const GSLB: &str = env!("CARGO_BIN_EXE_gslb");
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn check_config_accepts_the_shipped_configs() {

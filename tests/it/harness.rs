@@ -246,3 +246,79 @@ probe = {{ kind = "http", port = {port}, path = "/", interval = "200ms", timeout
         b = block.ip(2),
     ))
 }
+
+/// A free loopback port (UDP and TCP both free at the time of asking).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `gslb` binary running `serve` as its own process, for restarts and kill -9.
+pub struct ServeProcess {
+    pub child: tokio::process::Child,
+    pub dns: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl ServeProcess {
+    /// Writes `[server]` (free ports, plus `server_extra` lines) and `rest` to `path`, and
+    /// starts `gslb serve` on it.
+    pub async fn start(path: &std::path::Path, server_extra: &str, rest: &str) -> Self {
+        let (dns, admin) = (free_port(), free_port());
+        let text = format!(
+            "[server]\ndns_listen = [\"127.0.0.1:{dns}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n{server_extra}\n{rest}"
+        );
+        std::fs::write(path, text).unwrap();
+        Self::spawn(path).await
+    }
+
+    /// Starts `gslb serve` on an existing config file.
+    pub async fn spawn(path: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(path).unwrap();
+        let find = |key: &str| -> SocketAddr {
+            let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split('"').nth(1).unwrap().parse().unwrap()
+        };
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+            .arg("serve")
+            .arg("--config")
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let s = Self {
+            child,
+            dns: find("dns_listen"),
+            admin: find("admin_listen"),
+        };
+        let healthz = format!("http://{}/healthz", s.admin);
+        eventually(Duration::from_secs(15), "gslb serve to start", || async {
+            let ok = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .ok()?
+                .get(&healthz)
+                .send()
+                .await
+                .ok()?;
+            ok.status().is_success().then_some(())
+        })
+        .await;
+        s
+    }
+
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+}

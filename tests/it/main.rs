@@ -9,5 +9,6 @@ mod cli;
 mod dns;
 mod failover;
 mod harness;
+mod operations;
 mod resolver;
 mod tls;

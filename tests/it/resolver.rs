@@ -1,24 +1,17 @@
 //! gslb behind a real recursive resolver (unbound), the way users reach it: the resolver
 //! is told (stub-zone) that gslb is authoritative for the zone.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Block, Gslb, dig, eventually, stand_ins, two_cluster_app};
+use crate::harness::{Block, Gslb, dig, eventually, free_port, stand_ins, two_cluster_app};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn clients_of_unbound_fail_over_too() {
-    let block = Block::new();
-    let (mut ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
-    let gslb =
-        Gslb::start(&two_cluster_app(&block, port, "failover", "").replace("ttl = 5", "ttl = 1"))
-            .await;
+/// Starts unbound on a free loopback port with a stub zone for tke-demo.cn pointing at
+/// gslb's DNS port. Keep the child and the folder alive as long as it is used.
+pub async fn unbound_for(gslb_port: u16) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let uport = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let uport = free_port();
     let conf = dir.path().join("unbound.conf");
     std::fs::write(
         &conf,
@@ -42,10 +35,9 @@ remote-control:
   control-enable: no
 stub-zone:
   name: "tke-demo.cn"
-  stub-addr: 127.0.0.1@{gport}
+  stub-addr: 127.0.0.1@{gslb_port}
 "#,
             dir = dir.path().display(),
-            gport = gslb.dns.port()
         ),
     )
     .unwrap();
@@ -56,11 +48,21 @@ stub-zone:
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn();
-    let _child = match child {
+    let child = match child {
         Ok(c) => c,
         Err(e) => panic!("cannot run unbound ({e}): install it with `apt-get install -y unbound`"),
     };
-    let resolver = format!("127.0.0.1:{uport}").parse().unwrap();
+    (format!("127.0.0.1:{uport}").parse().unwrap(), child, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_of_unbound_fail_over_too() {
+    let block = Block::new();
+    let (mut ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb =
+        Gslb::start(&two_cluster_app(&block, port, "failover", "").replace("ttl = 5", "ttl = 1"))
+            .await;
+    let (resolver, _child, _dir) = unbound_for(gslb.dns.port()).await;
     let via = |want: String| async move {
         eventually(
             Duration::from_secs(15),

@@ -105,7 +105,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let first = Arc::new(book.snapshot().clone());
     for t in 0..inventory.targets.len() {
         let (app, cluster) = inventory.target_labels(t);
-        metrics.init_target(&app, cluster, first.targets[t].state);
+        metrics.init_target(&app, cluster, first.targets[t].state.is_usable());
     }
     let serial = next_serial(0);
     let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(

@@ -128,7 +128,9 @@ type StandIns = Arc<Mutex<BTreeMap<String, StandIn>>>;
 ///
 /// When a stand-in, the control listener or gslb itself cannot start.
 pub async fn run(shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let config = config().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config = config().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Keep overrides and drills across demo runs, so `gslb drill list` has something to show.
+    config.server.state_file = Some(std::env::temp_dir().join("gslb-demo-state.json"));
     let inv = &config.inventory;
     let mut stand_ins = BTreeMap::new();
     for cluster in &inv.clusters {

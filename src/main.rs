@@ -1,6 +1,6 @@
 //! The `gslb` binary: parses the command line, starts logging, runs the command, and maps
-//! failures to exit codes (64, EX_USAGE, for a bad config; 1 for anything else, including
-//! a drill that did not pass).
+//! failures to exit codes: 64 (EX_USAGE) for a bad config, 2 for a bad command line
+//! (clap's own), 1 for anything else, including a drill that did not pass.
 
 use std::process::ExitCode;
 
@@ -313,6 +313,7 @@ fn init_logging(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

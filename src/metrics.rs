@@ -13,8 +13,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::health::{Outcome, State};
-
 pub const TARGET_UP: &str = "gslb_target_up";
 pub const PROBE_DURATION: &str = "gslb_probe_duration_seconds";
 pub const PROBES: &str = "gslb_probes_total";
@@ -203,15 +201,13 @@ impl Metrics {
 
     /// Creates every series of a target at its start state, so that dashboards and
     /// `rate()` see zeros rather than missing series before the first change.
-    pub fn init_target(&self, app: &str, cluster: &str, state: State) {
-        self.set_target_state(app, cluster, state);
-        for to in [State::Up, State::Down] {
-            self.transitions
-                .with_label_values(&[app, cluster, to.as_str()]);
+    pub fn init_target(&self, app: &str, cluster: &str, up: bool) {
+        self.set_target_up(app, cluster, up);
+        for to in ["up", "down"] {
+            self.transitions.with_label_values(&[app, cluster, to]);
         }
-        for result in [Outcome::Success, Outcome::Failure, Outcome::Timeout] {
-            self.probes
-                .with_label_values(&[app, cluster, result.as_str()]);
+        for result in ["success", "failure", "timeout"] {
+            self.probes.with_label_values(&[app, cluster, result]);
         }
     }
 
@@ -221,34 +217,34 @@ impl Metrics {
         self.answer_changes.with_label_values(&[app]);
     }
 
-    /// Sets the up gauge of a target; `Unknown` counts as up, as it is answered as up.
-    pub fn set_target_state(&self, app: &str, cluster: &str, state: State) {
+    /// Sets the up gauge of a target (a target with no probe result yet is answered, so
+    /// it counts as up).
+    pub fn set_target_up(&self, app: &str, cluster: &str, up: bool) {
         self.target_up
             .with_label_values(&[app, cluster])
-            .set(i64::from(state.is_usable()));
+            .set(i64::from(up));
     }
 
+    /// Counts one probe (`result`: success, failure or timeout) and its duration.
     pub fn observe_probe(
         &self,
         app: &str,
         cluster: &str,
         kind: &str,
-        outcome: Outcome,
+        result: &str,
         latency: Duration,
     ) {
         self.probe_duration
             .with_label_values(&[app, cluster, kind])
             .observe(latency.as_secs_f64());
-        self.probes
-            .with_label_values(&[app, cluster, outcome.as_str()])
-            .inc();
+        self.probes.with_label_values(&[app, cluster, result]).inc();
     }
 
-    /// Counts a target transition and sets its up gauge.
-    pub fn record_transition(&self, app: &str, cluster: &str, to: State) {
-        self.set_target_state(app, cluster, to);
+    /// Counts a target transition (`to`: up or down) and sets its up gauge.
+    pub fn record_transition(&self, app: &str, cluster: &str, to: &str, up: bool) {
+        self.set_target_up(app, cluster, up);
         self.transitions
-            .with_label_values(&[app, cluster, to.as_str()])
+            .with_label_values(&[app, cluster, to])
             .inc();
     }
 

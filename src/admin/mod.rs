@@ -134,7 +134,7 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for the first probe of every target\n",
+            "not ready: starting (waiting for the first probe of every target) or shutting down\n",
         )
     }
 }

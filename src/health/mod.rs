@@ -275,7 +275,7 @@ fn apply_report(
         .probe
         .kind
         .label();
-    metrics.observe_probe(&app, cluster, kind, report.outcome, report.latency);
+    metrics.observe_probe(&app, cluster, kind, report.outcome.as_str(), report.latency);
     if report.outcome != Outcome::Success {
         tracing::debug!(app, cluster, vip = %endpoint.vip, result = report.outcome.as_str(), detail = %report.detail, "probe failed");
     }
@@ -308,7 +308,7 @@ fn log_transitions(
             detail,
             "target health changed"
         );
-        metrics.record_transition(&app, cluster, t.to);
+        metrics.record_transition(&app, cluster, t.to.as_str(), t.to.is_usable());
     }
 }
 

@@ -45,13 +45,26 @@ impl HttpCheck {
             .tls_danger_accept_invalid_certs(!tls_verify);
         // Connect to the VIP while speaking to the app's host name: the Host header and SNI
         // carry the name, the socket goes to the VIP. The port must be in the URL.
-        let url_host = match host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-            Ok(IpAddr::V4(v4)) => v4.to_string(),
-            Err(_) => {
-                builder = builder.resolve(host, SocketAddr::new(vip, *port));
+        // A host written as an address cannot be redirected by `resolve`: connect to the
+        // VIP itself and send the host as the Host header.
+        let url_host = if host.parse::<IpAddr>().is_ok() {
+            let header = if host.contains(':') {
+                format!("[{host}]")
+            } else {
                 host.clone()
+            };
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&header) {
+                let mut headers = reqwest::header::HeaderMap::new();
+                headers.insert(reqwest::header::HOST, v);
+                builder = builder.default_headers(headers);
             }
+            match vip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            }
+        } else {
+            builder = builder.resolve(host, SocketAddr::new(vip, *port));
+            host.clone()
         };
         Ok(Self {
             client: builder.build()?,

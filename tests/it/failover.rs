@@ -230,3 +230,21 @@ async fn http_probes_send_the_app_host_and_can_check_the_body() {
     .await;
     gslb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_written_as_an_address_still_probes_the_vip() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    // Nothing listens on 127.0.0.99: the probe must go to each VIP, with that Host header.
+    let text = two_cluster_app(&block, port, "failover", "").replace(
+        r#"path = "/","#,
+        r#"path = "/", host = "127.0.0.99", body_contains = "host=127.0.0.99","#,
+    );
+    let gslb = Gslb::start(&text).await;
+    eventually(LIMIT, "both VIPs to pass", || async {
+        let (_, body) = gslb.get("/api/v1/status").await;
+        (body.matches("body matched").count() == 2).then_some(())
+    })
+    .await;
+    gslb.stop().await;
+}

@@ -60,7 +60,12 @@ impl std::fmt::Debug for Running {
 ///
 /// When a listener cannot be bound or a probe cannot be prepared; nothing is left running.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let Config { server, inventory } = config;
+    let Config {
+        server,
+        inventory,
+        sources,
+        app_clusters,
+    } = config;
     let inventory = Arc::new(inventory);
     let metrics = Arc::new(Metrics::new());
     let now = SystemTime::now();
@@ -108,9 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.init_target(&app, cluster, first.targets[t].state.is_usable());
     }
     let serial = next_serial(0);
-    let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(
-        &inventory, &first, serial,
-    )));
+    let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(&first, serial)));
     for (app, plan) in inventory.apps.iter().zip(&table.load().apps) {
         metrics.init_app(&app.display_name(), plan.fail_open);
     }
@@ -138,24 +141,44 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         persist,
     ));
     tasks.spawn(plan_answers(
-        inventory.clone(),
         health_rx.clone(),
         table.clone(),
         metrics.clone(),
         serial,
     ));
-    let mut probes = probe::spawn_all(&inventory, report_tx, cancel.clone())?;
-    tasks.spawn(async move { while probes.join_next().await.is_some() {} });
+    let probes = probe::spawn_all(&inventory, report_tx.clone(), cancel.child_token())?;
+    let (inventory_tx, inventory_rx) = mpsc::channel(16);
+    if !sources.is_empty() {
+        let base = Arc::new(crate::discovery::Base {
+            inventory: inventory.as_ref().clone(),
+            app_clusters,
+        });
+        crate::discovery::spawn(
+            &sources,
+            base,
+            inventory_tx,
+            metrics.clone(),
+            &mut tasks,
+            cancel.clone(),
+        );
+    } else {
+        drop((inventory_tx, app_clusters));
+    }
+    tasks.spawn(apply_inventories(
+        inventory.clone(),
+        probes,
+        inventory_rx,
+        report_tx,
+        cancel.clone(),
+    ));
 
     let ready = Arc::new(AtomicBool::new(false));
     tasks.spawn(latch_ready(
-        inventory.clone(),
         health_rx.clone(),
         ready.clone(),
         cancel.clone(),
     ));
     let admin_state = AdminState {
-        inventory: inventory.clone(),
         health: health_rx,
         health_tx: report_tx_admin,
         table: table.clone(),
@@ -205,10 +228,67 @@ impl Running {
     }
 }
 
+/// Applies new inventories from discovery: health moves to it first (keeping what it
+/// knows by names), then, if the probed endpoints changed, the probes are replaced.
+async fn apply_inventories(
+    mut current: Arc<Inventory>,
+    mut probes: JoinSet<()>,
+    mut next: mpsc::Receiver<Inventory>,
+    health: mpsc::Sender<health::HealthInput>,
+    cancel: CancellationToken,
+) {
+    let mut probe_cancel = cancel.child_token();
+    loop {
+        let mut inventory = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(_) = probes.join_next(), if !probes.is_empty() => continue,
+            n = next.recv() => match n {
+                Some(n) => n,
+                None => {
+                    // No discovery: just keep the probes running until shutdown.
+                    cancel.cancelled().await;
+                    break;
+                }
+            },
+        };
+        let same_endpoints = inventory.endpoint_keys() == current.endpoint_keys();
+        inventory.generation = current.generation + u64::from(!same_endpoints);
+        if inventory == *current {
+            continue;
+        }
+        let inventory = Arc::new(inventory);
+        let (done, applied) = tokio::sync::oneshot::channel();
+        let input = health::HealthInput::Reconfigure {
+            inventory: inventory.clone(),
+            done,
+        };
+        if health.send(input).await.is_err() || applied.await.is_err() {
+            break;
+        }
+        if !same_endpoints {
+            probe_cancel.cancel();
+            probe_cancel = cancel.child_token();
+            match probe::spawn_all(&inventory, health.clone(), probe_cancel.clone()) {
+                Ok(set) => probes = set,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the probes of the new inventory")
+                }
+            }
+            tracing::info!(
+                targets = inventory.targets.len(),
+                endpoints = inventory.endpoints.len(),
+                "inventory changed: probes replaced"
+            );
+        }
+        current = inventory;
+    }
+    probe_cancel.cancel();
+    while probes.join_next().await.is_some() {}
+}
+
 /// Rebuilds the answer table on every health state change, and logs and counts what
 /// each app's answer became.
 async fn plan_answers(
-    inventory: Arc<Inventory>,
     mut health: watch::Receiver<Arc<HealthSnapshot>>,
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
@@ -222,7 +302,8 @@ async fn plan_answers(
         }
         version = snapshot.version;
         serial = next_serial(serial);
-        let next = AnswerTable::build(&inventory, &snapshot, serial);
+        let inventory = snapshot.inventory.clone();
+        let next = AnswerTable::build(&snapshot, serial);
         let prev = table.load();
         for ((app, before), after) in inventory.apps.iter().zip(&prev.apps).zip(&next.apps) {
             let name = app.display_name();
@@ -252,12 +333,13 @@ async fn plan_answers(
 /// longest probe interval and timeout have passed twice over (so one unreachable target
 /// cannot hold readiness back forever).
 async fn latch_ready(
-    inventory: Arc<Inventory>,
     mut health: watch::Receiver<Arc<HealthSnapshot>>,
     ready: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
-    let longest = inventory
+    let longest = health
+        .borrow()
+        .inventory
         .apps
         .iter()
         .map(|a| a.probe.interval + a.probe.timeout)

@@ -27,6 +27,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod dns;
 pub mod drill;
 pub mod health;

@@ -22,6 +22,8 @@ pub const ANSWER_CHANGES: &str = "gslb_answer_changes_total";
 pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const BUILD_INFO: &str = "gslb_build_info";
 pub const OVERRIDE_ACTIVE: &str = "gslb_override_active";
+pub const DISCOVERY_UP: &str = "gslb_discovery_up";
+pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
 pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
 
@@ -50,6 +52,8 @@ pub struct Metrics {
     answer_changes: IntCounterVec,
     dns_queries: IntCounterVec,
     override_active: IntGaugeVec,
+    discovery_up: IntGaugeVec,
+    discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
     drill_switch: prometheus::Histogram,
     dns_cells: Box<[OnceLock<IntCounter>]>,
@@ -162,6 +166,19 @@ impl Metrics {
             ]),
         )
         .unwrap();
+        let discovery_up = IntGaugeVec::new(
+            Opts::new(DISCOVERY_UP, "1 while the source's API answers; 0 while it does not (its last view stays in force)."),
+            &["source"],
+        )
+        .unwrap();
+        let discovery_last_sync = prometheus::GaugeVec::new(
+            Opts::new(
+                DISCOVERY_LAST_SYNC,
+                "Unix time of the last successful event from the source's API.",
+            ),
+            &["source"],
+        )
+        .unwrap();
         for result in ["passed", "failed"] {
             drills.with_label_values(&[result]);
         }
@@ -178,6 +195,8 @@ impl Metrics {
             Box::new(dns_queries.clone()),
             Box::new(build_info),
             Box::new(override_active.clone()),
+            Box::new(discovery_up.clone()),
+            Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
             Box::new(drill_switch.clone()),
         ] {
@@ -193,6 +212,8 @@ impl Metrics {
             answer_changes,
             dns_queries,
             override_active,
+            discovery_up,
+            discovery_last_sync,
             drills,
             drill_switch,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
@@ -252,6 +273,21 @@ impl Metrics {
         self.override_active
             .with_label_values(&[app, cluster, kind])
             .set(i64::from(active));
+    }
+
+    pub fn set_discovery_up(&self, source: &str, up: bool) {
+        self.discovery_up
+            .with_label_values(&[source])
+            .set(i64::from(up));
+    }
+
+    pub fn set_discovery_synced(&self, source: &str, at: std::time::SystemTime) {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.discovery_last_sync
+            .with_label_values(&[source])
+            .set(secs);
     }
 
     /// Counts a recorded drill and, if it switched, how long the switch took.

@@ -6,7 +6,7 @@
 //! than strings, and a snapshot is a plain `Vec`.
 
 use std::net::IpAddr;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData};
@@ -124,6 +124,60 @@ pub struct App {
     pub probe: ProbeSpec,
     /// Answer with every VIP when no cluster is healthy (the default) instead of nothing.
     pub fail_open: bool,
+    /// Which signals make a target up.
+    pub health: HealthFrom,
+    /// Where the app's per-cluster VIPs and workloads are discovered, if anywhere.
+    pub kube: Option<KubeApp>,
+}
+
+/// Which signals decide that a target is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthFrom {
+    /// Probes pass and workloads are ready (workloads count only where known).
+    Both,
+    Probes,
+    Workloads,
+}
+
+impl HealthFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthFrom::Both => "both",
+            HealthFrom::Probes => "probes",
+            HealthFrom::Workloads => "workloads",
+        }
+    }
+}
+
+/// What an app is in Kubernetes: the object carrying its ingress VIPs, and the
+/// workloads that must be ready for it to count as up in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeApp {
+    pub ingress: Option<ObjectRef>,
+    pub workloads: Vec<WorkloadRef>,
+}
+
+/// A namespaced object: `kind` is `Ingress` or `Service` for VIPs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A workload that must have at least `min_ready` ready replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadRef {
+    pub object: ObjectRef,
+    pub min_ready: u32,
+}
+
+/// What discovery says about a target's workloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub ready: bool,
+    /// e.g. `Deployment qcbm/qcbm-gateway: 0/2 ready`.
+    pub detail: String,
 }
 
 impl App {
@@ -135,10 +189,12 @@ impl App {
 }
 
 /// One (app, cluster) pair whose health is tracked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub app: usize,
     pub cluster: usize,
+    /// Workload readiness from discovery; `None` where nothing is known.
+    pub workload: Option<Workload>,
 }
 
 /// One VIP of one target: the unit a probe checks.
@@ -156,32 +212,72 @@ pub struct Inventory {
     pub apps: Vec<App>,
     pub targets: Vec<Target>,
     pub endpoints: Vec<Endpoint>,
+    /// Changes whenever the endpoints change, so probe results of an older inventory
+    /// are recognized and dropped.
+    pub generation: u64,
 }
 
 impl Inventory {
-    /// Numbers targets (app-major, in each app's cluster order) and their endpoints.
+    /// Numbers targets (app-major, in each app's cluster order) and their endpoints, the
+    /// VIPs of each cluster.
     pub fn new(zones: Vec<Zone>, clusters: Vec<Cluster>, apps: Vec<App>) -> Self {
-        let mut targets = Vec::new();
-        let mut endpoints = Vec::new();
-        for (app_idx, app) in apps.iter().enumerate() {
-            for &cluster in &app.clusters {
-                let target = targets.len();
-                targets.push(Target {
-                    app: app_idx,
+        let targets = apps
+            .iter()
+            .enumerate()
+            .flat_map(|(a, app)| app.clusters.iter().map(move |&c| (a, c)))
+            .map(|(app, cluster)| {
+                let target = Target {
+                    app,
                     cluster,
-                });
-                for &vip in &clusters[cluster].vips {
-                    endpoints.push(Endpoint { target, vip });
-                }
-            }
+                    workload: None,
+                };
+                (target, clusters[cluster].vips.clone())
+            })
+            .collect();
+        Self::with_targets(zones, clusters, apps, targets)
+    }
+
+    /// An inventory whose targets carry their own VIPs (discovered per app and cluster).
+    /// Targets must come app-major, as [`targets_of`](Self::targets_of) expects.
+    pub fn with_targets(
+        zones: Vec<Zone>,
+        clusters: Vec<Cluster>,
+        apps: Vec<App>,
+        targets: Vec<(Target, Vec<IpAddr>)>,
+    ) -> Self {
+        let mut list = Vec::with_capacity(targets.len());
+        let mut endpoints = Vec::new();
+        for (idx, (target, vips)) in targets.into_iter().enumerate() {
+            endpoints.extend(vips.into_iter().map(|vip| Endpoint { target: idx, vip }));
+            list.push(target);
         }
         Self {
             zones,
             clusters,
             apps,
-            targets,
+            targets: list,
             endpoints,
+            generation: 0,
         }
+    }
+
+    /// The endpoints of one target: they are contiguous.
+    pub fn endpoints_of(&self, target: usize) -> Range<usize> {
+        let start = self.endpoints.partition_point(|e| e.target < target);
+        let end = self.endpoints.partition_point(|e| e.target <= target);
+        start..end
+    }
+
+    /// `(app, cluster, vip)` of every endpoint, in order: two inventories with the same
+    /// keys probe the same things.
+    pub fn endpoint_keys(&self) -> Vec<(String, &str, IpAddr)> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let (app, cluster) = self.target_labels(e.target);
+                (app, cluster, e.vip)
+            })
+            .collect()
     }
 
     /// Indexes of the targets of one app, in its cluster order.
@@ -195,7 +291,7 @@ impl Inventory {
 
     /// `(app name, cluster name)` of a target, for logs and metric labels.
     pub fn target_labels(&self, target: usize) -> (String, &str) {
-        let t = self.targets[target];
+        let t = &self.targets[target];
         (
             self.apps[t.app].display_name(),
             self.clusters[t.cluster].name.as_str(),

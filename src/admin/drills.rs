@@ -72,19 +72,15 @@ pub struct DrillPlanEntry {
 }
 
 pub async fn plan(State(s): State<AdminState>, Query(q): Query<PlanQuery>) -> Response {
-    let Some(cluster) = s
-        .inventory
-        .clusters
-        .iter()
-        .position(|c| c.name == q.cluster)
-    else {
+    let health = s.health.borrow().clone();
+    let inventory = &health.inventory;
+    let Some(cluster) = inventory.clusters.iter().position(|c| c.name == q.cluster) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("unknown cluster `{}`", q.cluster),
         );
     };
-    let health = s.health.borrow().clone();
-    Json(drill_plan(&s.inventory, &health, cluster)).into_response()
+    Json(drill_plan(inventory, &health, cluster)).into_response()
 }
 
 /// For every app of `cluster`: its answer now, and with the cluster failed. Pure.

@@ -86,9 +86,8 @@ pub async fn handler(State(s): State<AdminState>, Query(q): Query<ExplainQuery>)
         );
     };
     name.set_fqdn(true);
-    let health = s.health.borrow().clone();
-    let table = s.table.load_full();
-    Json(explain(&s.inventory, &health, &table, &name, qtype)).into_response()
+    let (health, table) = s.current();
+    Json(explain(&health.inventory, &health, &table, &name, qtype)).into_response()
 }
 
 /// Builds the explanation; pure.

@@ -43,7 +43,6 @@ pub use auth::{Mutations, Token};
 use crate::answer::AnswerTable;
 use crate::health::{HealthInput, HealthSnapshot};
 use crate::metrics::Metrics;
-use crate::model::Inventory;
 use crate::state::StateStore;
 
 /// Largest request body accepted.
@@ -52,7 +51,6 @@ const MAX_BODY: usize = 64 * 1024;
 /// What the admin endpoints read and where they send changes. Cloning is cheap.
 #[derive(Clone)]
 pub struct AdminState {
-    pub inventory: Arc<Inventory>,
     pub health: watch::Receiver<Arc<HealthSnapshot>>,
     /// Override commands go to health, like probe results.
     pub health_tx: mpsc::Sender<HealthInput>,
@@ -139,11 +137,26 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+impl AdminState {
+    /// The current health snapshot and an answer table built from the same inventory.
+    /// Right after discovery changes the inventory, the published table may still refer
+    /// to the previous one for a moment; then one is built from the snapshot.
+    pub(crate) fn current(&self) -> (Arc<HealthSnapshot>, Arc<AnswerTable>) {
+        let health = self.health.borrow().clone();
+        let table = self.table.load_full();
+        if Arc::ptr_eq(&table.inventory, &health.inventory) {
+            (health, table)
+        } else {
+            let table = Arc::new(AnswerTable::build(&health, table.serial));
+            (health, table)
+        }
+    }
+}
+
 async fn status(State(s): State<AdminState>) -> impl IntoResponse {
-    let health = s.health.borrow().clone();
-    let table = s.table.load_full();
+    let (health, table) = s.current();
     Json(status::report(
-        &s.inventory,
+        &health.inventory,
         &health,
         &table,
         s.ready.load(Ordering::Acquire),

@@ -9,7 +9,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::plan::{self, rotations};
 use super::{AnswerTable, Node, RrSet, ZoneTable};
 use crate::health::HealthSnapshot;
-use crate::model::{Inventory, Zone};
+use crate::model::Zone;
 
 /// SOA timers: only secondaries use them, and gslb has none yet; common values.
 const SOA_REFRESH: i32 = 3600;
@@ -17,8 +17,10 @@ const SOA_RETRY: i32 = 600;
 const SOA_EXPIRE: i32 = 604_800;
 
 impl AnswerTable {
-    /// Plans every app and lays out every zone. `serial` is the SOA serial to serve.
-    pub fn build(inventory: &Inventory, health: &HealthSnapshot, serial: u32) -> Self {
+    /// Plans every app of the snapshot's inventory and lays out every zone. `serial` is
+    /// the SOA serial to serve.
+    pub fn build(health: &HealthSnapshot, serial: u32) -> Self {
+        let inventory = &*health.inventory;
         let apps: Vec<plan::AppPlan> = (0..inventory.apps.len())
             .map(|app| plan::plan(inventory, app, health))
             .collect();
@@ -58,6 +60,7 @@ impl AnswerTable {
             zones,
             apps,
             serial,
+            inventory: health.inventory.clone(),
         };
         table.add_glue();
         table

@@ -56,7 +56,7 @@ probe = {{ kind = "tcp", port = 80 }}
 
 /// A snapshot where every endpoint has `states[i]`, and targets follow.
 pub fn health(inv: &Inventory, states: &[State]) -> HealthSnapshot {
-    let mut h = HealthSnapshot::initial(inv, SystemTime::UNIX_EPOCH);
+    let mut h = HealthSnapshot::initial(&std::sync::Arc::new(inv.clone()), SystemTime::UNIX_EPOCH);
     for (e, s) in h.endpoints.iter_mut().zip(states) {
         e.state = *s;
     }

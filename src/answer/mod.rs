@@ -22,9 +22,11 @@ pub const MAX_CHAIN: usize = 8;
 #[derive(Debug)]
 pub struct AnswerTable {
     zones: Vec<ZoneTable>,
-    /// Indexed like [`crate::model::Inventory::apps`].
+    /// Indexed like the apps of `inventory`.
     pub apps: Vec<AppPlan>,
     pub serial: u32,
+    /// The inventory the plans' indexes refer to.
+    pub inventory: std::sync::Arc<crate::model::Inventory>,
 }
 
 #[derive(Debug)]

@@ -10,7 +10,7 @@ fn name(s: &str) -> LowerName {
 
 fn table(policy: &str, states: &[crate::health::State]) -> AnswerTable {
     let inv = two_clusters(policy);
-    AnswerTable::build(&inv, &health(&inv, states), 2026112901)
+    AnswerTable::build(&health(&inv, states), 2026112901)
 }
 
 fn rdata(t: &AnswerTable, q: &str, qtype: RecordType) -> Vec<String> {
@@ -178,7 +178,7 @@ name = "api.tke-demo.cn"
 probe = { kind = "tcp", port = 80 }
 "#,
     );
-    let t = AnswerTable::build(&inv, &health(&inv, &[Down]), 1);
+    let t = AnswerTable::build(&health(&inv, &[Down]), 1);
     assert!(t.apps[0].fail_open);
     assert_eq!(
         rdata(&t, "api.tke-demo.cn.", RecordType::A),

@@ -12,6 +12,7 @@
 //! Every problem carries a key path such as `app[0].probe.timeout`, which is resolved to a
 //! line of the file through the spans of the parsed document.
 
+mod kube;
 pub mod raw;
 mod validate;
 
@@ -31,7 +32,40 @@ use crate::model::Inventory;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: Server,
+    /// The statically configured inventory: what is served before (or without) discovery.
     pub inventory: Inventory,
+    /// Where more clusters, VIPs and workload health come from.
+    pub sources: Vec<Source>,
+    /// Each app's `clusters` list as written (`None`: every cluster), names included
+    /// that only discovery will know.
+    pub app_clusters: Vec<Option<Vec<String>>>,
+}
+
+/// A validated `[[source]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
+    pub contexts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Clusternet,
+    Karmada,
+    Kubeconfig,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Clusternet => "clusternet",
+            SourceKind::Karmada => "karmada",
+            SourceKind::Kubeconfig => "kubeconfig",
+        }
+    }
 }
 
 /// Validated `[server]` settings.
@@ -152,10 +186,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "zone" => sections.zones = deserialize_list(value, "zone", &mut problems),
             "cluster" => sections.clusters = deserialize_list(value, "cluster", &mut problems),
             "app" => sections.apps = deserialize_list(value, "app", &mut problems),
+            "source" => sections.sources = deserialize_list(value, "source", &mut problems),
             other => problems.push(PathProblem::new(
                 KeyPath::key(other),
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`"
+                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`"
                 ),
             )),
         }
@@ -185,6 +220,7 @@ pub(crate) struct Sections {
     pub zones: Vec<Option<raw::RawZone>>,
     pub clusters: Vec<Option<raw::RawCluster>>,
     pub apps: Vec<Option<raw::RawApp>>,
+    pub sources: Vec<Option<raw::RawSource>>,
 }
 
 fn deserialize_list<T: DeserializeOwned>(

@@ -90,6 +90,8 @@ pub struct RawCluster {
     pub name: String,
     #[serde(default)]
     pub region: String,
+    /// Static ingress VIPs; may be left out when a `[[source]]` discovers them.
+    #[serde(default)]
     pub vips: Vec<String>,
     #[serde(default = "default_priority")]
     pub priority: u32,
@@ -118,6 +120,63 @@ pub struct RawApp {
     pub probe: RawProbe,
     #[serde(default = "default_true")]
     pub fail_open: bool,
+    /// `both` (default), `probes` or `workloads`.
+    pub health: Option<String>,
+    /// The Ingress (or LoadBalancer Service, `kind = "Service"`) whose status holds the
+    /// app's VIP in each cluster.
+    pub ingress: Option<RawObjectRef>,
+    /// Workloads that must be ready for the app to count as up in a cluster.
+    #[serde(default)]
+    pub workloads: Vec<RawWorkload>,
+}
+
+/// `{ namespace = "qcbm", name = "qcbm-ingress" }`, optionally `kind = "Service"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectRef {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default = "default_ingress_kind")]
+    pub kind: String,
+}
+
+fn default_ingress_kind() -> String {
+    "Ingress".to_owned()
+}
+
+/// `{ namespace = "qcbm", kind = "Deployment", name = "qcbm-gateway", min_ready = 1 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default = "default_workload_kind")]
+    pub kind: String,
+    #[serde(default = "default_min_ready")]
+    pub min_ready: u32,
+}
+
+fn default_workload_kind() -> String {
+    "Deployment".to_owned()
+}
+fn default_min_ready() -> u32 {
+    1
+}
+
+/// `[[source]]`: where clusters and VIPs are discovered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+    /// `clusternet`, `karmada` or `kubeconfig`.
+    pub kind: String,
+    /// Default: in-cluster config, else `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<String>,
+    /// The hub's context (clusternet, karmada); default: the current context.
+    pub context: Option<String>,
+    /// For `kubeconfig`: the member clusters' contexts (default: every context); each
+    /// context's name is the cluster's name.
+    pub contexts: Option<Vec<String>>,
 }
 
 fn default_policy() -> String {

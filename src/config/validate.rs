@@ -20,7 +20,27 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Collects problems into `problems`; returns a config only if every section parsed.
 pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> Option<Config> {
-    let mut v = Validator { problems };
+    let mut sources = Vec::new();
+    for (i, source) in sections.sources.iter().enumerate() {
+        if let Some(raw) = source {
+            sources.push(super::kube::source(
+                raw,
+                &KeyPath::key("source").index(i),
+                problems,
+            ));
+        }
+    }
+    let has_sources = !sections.sources.is_empty();
+    let mut v = Validator {
+        problems,
+        has_sources,
+    };
+    v.unique(
+        sources.iter().flatten().map(|s| s.name.clone()),
+        "source",
+        "name",
+        "source",
+    );
     let server = v.server(&sections.server.unwrap_or_default());
 
     let mut zones = Vec::new();
@@ -73,6 +93,8 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
     );
 
     let all_parsed = sections.zones.iter().all(Option::is_some)
+        && sections.sources.iter().all(Option::is_some)
+        && sources.iter().all(Option::is_some)
         && sections.clusters.iter().all(Option::is_some)
         && sections.apps.iter().all(Option::is_some)
         && zones.iter().all(Option::is_some)
@@ -81,6 +103,12 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
     if !all_parsed || !v.problems.is_empty() {
         return None;
     }
+    let app_clusters = sections
+        .apps
+        .iter()
+        .flatten()
+        .map(|a| a.clusters.clone())
+        .collect();
     Some(Config {
         server: server?,
         inventory: Inventory::new(
@@ -88,11 +116,16 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
             cluster_list,
             apps.into_iter().flatten().collect(),
         ),
+        sources: sources.into_iter().flatten().collect(),
+        app_clusters,
     })
 }
 
 struct Validator<'a> {
     problems: &'a mut Vec<PathProblem>,
+    /// With sources, clusters may have no static VIPs and apps may name clusters that
+    /// only discovery knows.
+    has_sources: bool,
 }
 
 impl Validator<'_> {
@@ -297,8 +330,11 @@ impl Validator<'_> {
                 ),
             );
         }
-        if raw.vips.is_empty() {
-            self.push(at.then("vips"), "needs at least one ingress VIP");
+        if raw.vips.is_empty() && !self.has_sources {
+            self.push(
+                at.then("vips"),
+                "needs at least one ingress VIP (or a [[source]] that discovers them)",
+            );
         }
         if raw.weight == 0 {
             self.push(at.then("weight"), "must be at least 1");
@@ -367,6 +403,8 @@ impl Validator<'_> {
                             format!("cluster `{c}` is listed twice"),
                         ),
                         Some(idx) => members.push(idx),
+                        // With sources, the name may be one that discovery reports.
+                        None if self.has_sources => {}
                         None => self.push(
                             at.then("clusters").index(i),
                             format!("unknown cluster `{c}`; define it in a [[cluster]] section"),
@@ -375,9 +413,10 @@ impl Validator<'_> {
                 }
             }
         }
-        if members.is_empty() {
+        if members.is_empty() && !self.has_sources {
             self.push(at.then("clusters"), "the app has no cluster to answer with");
         }
+        let (health, kube) = super::kube::app(raw, &at, self.has_sources, self.problems);
         let default_host = name
             .as_ref()
             .map(|n| n.to_ascii().trim_end_matches('.').to_owned());
@@ -393,6 +432,8 @@ impl Validator<'_> {
             clusters: members,
             probe: probe?,
             fail_open: raw.fail_open,
+            health,
+            kube,
         })
     }
 

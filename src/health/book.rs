@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::overrides::{Override, OverrideError};
 use super::{HealthSnapshot, Machine, Outcome, ProbeReport, State, target_state};
-use crate::model::Inventory;
+use crate::model::{HealthFrom, Inventory};
 
 /// What moved a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Cause {
     OverrideLifted,
     /// Restored from the state file at start.
     Restored,
+    /// Discovery changed what is known (workload readiness, VIPs, clusters).
+    Discovery,
 }
 
 impl Cause {
@@ -27,6 +29,7 @@ impl Cause {
             Cause::OverrideSet => "override set",
             Cause::OverrideLifted => "override lifted",
             Cause::Restored => "restored",
+            Cause::Discovery => "discovery",
         }
     }
 }
@@ -68,6 +71,9 @@ impl HealthBook {
 
     /// Applies one probe report; returns the target transition it caused, if any.
     pub fn observe(&mut self, report: ProbeReport) -> Option<Transition> {
+        if report.generation != self.inventory.generation {
+            return None; // a probe of an inventory that has since been replaced
+        }
         let idx = report.endpoint;
         let endpoint = *self.inventory.endpoints.get(idx)?;
         let probe = &self.inventory.apps[self.inventory.targets[endpoint.target].app].probe;
@@ -174,6 +180,48 @@ impl HealthBook {
         (expired, self.recompute_all(now, Cause::OverrideLifted))
     }
 
+    /// Moves to a new inventory (discovery or a reload): endpoints and targets that
+    /// exist in both keep their machines and states, matched by names; new ones start
+    /// `Unknown`; overrides stay. Returns the targets whose effective state moved.
+    pub fn reconfigure(&mut self, inventory: Arc<Inventory>, now: SystemTime) -> Vec<Transition> {
+        let old = std::mem::replace(&mut self.inventory, inventory.clone());
+        let fresh = HealthSnapshot::initial(&inventory, now);
+        let old_endpoints: std::collections::HashMap<_, usize> = old
+            .endpoint_keys()
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        let mut machines = vec![Machine::new(); inventory.endpoints.len()];
+        let mut endpoints = fresh.endpoints;
+        for (i, key) in inventory.endpoint_keys().into_iter().enumerate() {
+            if let Some(&j) = old_endpoints.get(&key) {
+                machines[i] = self.machines[j].clone();
+                endpoints[i] = self.snapshot.endpoints[j].clone();
+            }
+        }
+        let old_targets: std::collections::HashMap<(String, String), usize> =
+            (0..old.targets.len())
+                .map(|t| {
+                    let (a, c) = old.target_labels(t);
+                    ((a, c.to_owned()), t)
+                })
+                .collect();
+        let mut targets = fresh.targets;
+        for (t, slot) in targets.iter_mut().enumerate() {
+            let (a, c) = inventory.target_labels(t);
+            if let Some(&j) = old_targets.get(&(a, c.to_owned())) {
+                *slot = self.snapshot.targets[j].clone();
+            }
+        }
+        self.machines = machines;
+        self.snapshot.endpoints = endpoints;
+        self.snapshot.targets = targets;
+        self.snapshot.inventory = inventory;
+        self.snapshot.version += 1;
+        self.recompute_all(now, Cause::Discovery)
+    }
+
     /// Puts back a saved list of overrides (used to undo a change that could not be
     /// persisted).
     pub fn replace_overrides(
@@ -249,14 +297,21 @@ impl HealthBook {
     /// Derives a target's probed state from its endpoints and its effective state from
     /// that and the overrides; returns the transition if the effective state moved.
     fn recompute(&mut self, target: usize, at: SystemTime, cause: Cause) -> Option<Transition> {
-        let probed = target_state(
+        let from_probes = target_state(
             self.inventory
-                .endpoints
-                .iter()
-                .zip(&self.snapshot.endpoints)
-                .filter(|(ep, _)| ep.target == target)
-                .map(|(_, h)| h.state),
+                .endpoints_of(target)
+                .map(|e| self.snapshot.endpoints[e].state),
         );
+        let spec = &self.inventory.targets[target];
+        let mode = self.inventory.apps[spec.app].health;
+        let probed = match (mode, &spec.workload) {
+            (HealthFrom::Probes, _) => from_probes,
+            (HealthFrom::Workloads, Some(w)) if w.ready => State::Up,
+            (HealthFrom::Workloads, Some(_)) => State::Down,
+            (HealthFrom::Workloads, None) => State::Unknown,
+            (HealthFrom::Both, Some(w)) if !w.ready => State::Down,
+            (HealthFrom::Both, _) => from_probes,
+        };
         let (app, cluster) = self.inventory.target_labels(target);
         let covering = self
             .snapshot

@@ -50,6 +50,8 @@ impl Outcome {
 /// The result of one probe of one endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeReport {
+    /// The [`Inventory::generation`] the endpoint index refers to.
+    pub generation: u64,
     /// Index into [`Inventory::endpoints`].
     pub endpoint: usize,
     pub outcome: Outcome,
@@ -84,6 +86,8 @@ pub struct TargetHealth {
 /// Everything health knows at one moment; immutable once published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthSnapshot {
+    /// What the indexes below refer to.
+    pub inventory: Arc<Inventory>,
     /// Bumped on every change of an endpoint or target state or of the overrides;
     /// unchanged by a probe result that changed no state, so readers can skip work.
     pub version: u64,
@@ -94,8 +98,9 @@ pub struct HealthSnapshot {
 
 impl HealthSnapshot {
     /// Every target and endpoint `Unknown` since `now`, no override: the start state.
-    pub fn initial(inventory: &Inventory, now: SystemTime) -> Self {
+    pub fn initial(inventory: &Arc<Inventory>, now: SystemTime) -> Self {
         Self {
+            inventory: inventory.clone(),
             version: 0,
             targets: vec![
                 TargetHealth {
@@ -139,6 +144,11 @@ pub trait Persist: Send + Sync + 'static {
 #[derive(Debug)]
 pub enum HealthInput {
     Probe(ProbeReport),
+    /// A new inventory (discovery or reload); `done` fires once it is applied.
+    Reconfigure {
+        inventory: Arc<Inventory>,
+        done: oneshot::Sender<()>,
+    },
     SetOverride {
         ov: Override,
         force: bool,
@@ -162,7 +172,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     persist: Option<Arc<dyn Persist>>,
 ) {
-    let inventory = book.inventory().clone();
+    let mut inventory = book.inventory().clone();
     let mut batch = Vec::with_capacity(64);
     let mut saved_version = book.snapshot().version;
     let mut active = active_overrides(&inventory, book.snapshot());
@@ -185,10 +195,24 @@ pub async fn run(
             }
         }
         let mut replies: Vec<Box<dyn FnOnce(Option<String>) + Send>> = Vec::new();
+        let mut applied = Vec::new();
         let before = book.clone();
         for input in batch.drain(..) {
             match input {
                 HealthInput::Probe(report) => apply_report(&mut book, &inventory, &metrics, report),
+                HealthInput::Reconfigure {
+                    inventory: next,
+                    done,
+                } => {
+                    let transitions = book.reconfigure(next.clone(), SystemTime::now());
+                    inventory = next;
+                    for (t, h) in book.snapshot().targets.iter().enumerate() {
+                        let (app, cluster) = inventory.target_labels(t);
+                        metrics.init_target(&app, cluster, h.state.is_usable());
+                    }
+                    log_transitions(&inventory, &metrics, &transitions, "discovery");
+                    applied.push(done);
+                }
                 HealthInput::SetOverride { ov, force, reply } => {
                     match book.set_override(ov.clone(), force, SystemTime::now()) {
                         Ok(transitions) => {
@@ -260,6 +284,9 @@ pub async fn run(
         active = now_active;
         // Every batch carries new probe results for the status API, so always publish.
         publish.send_replace(Arc::new(book.snapshot().clone()));
+        for done in applied {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -269,6 +296,9 @@ fn apply_report(
     metrics: &Metrics,
     report: ProbeReport,
 ) {
+    if report.generation != inventory.generation {
+        return; // a late result from probes of a replaced inventory
+    }
     let endpoint = inventory.endpoints[report.endpoint];
     let (app, cluster) = inventory.target_labels(endpoint.target);
     let kind = inventory.apps[inventory.targets[endpoint.target].app]

@@ -27,6 +27,7 @@ probe = { kind = "tcp", port = 80, rise = 2, fall = 2 }
 
 fn report(endpoint: usize, ok: bool) -> ProbeReport {
     ProbeReport {
+        generation: 0,
         endpoint,
         outcome: if ok {
             Outcome::Success

@@ -81,7 +81,7 @@ pub fn spawn_all(
         let jitter =
             rand::rng().random_range(Duration::ZERO..=FIRST_PROBE_JITTER.min(spec.interval));
         tasks.spawn(run_endpoint(
-            idx,
+            (inventory.generation, idx),
             check,
             spec.interval,
             spec.timeout,
@@ -94,7 +94,7 @@ pub fn spawn_all(
 }
 
 async fn run_endpoint(
-    endpoint: usize,
+    (generation, endpoint): (u64, usize),
     check: Check,
     interval: Duration,
     timeout: Duration,
@@ -115,6 +115,7 @@ async fn run_endpoint(
             r = check.run(timeout) => r,
         };
         let report = ProbeReport {
+            generation,
             endpoint,
             outcome,
             detail,

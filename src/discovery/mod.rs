@@ -1,0 +1,122 @@
+//! Discovery: where clusters, per-cluster ingress VIPs and workload readiness come from,
+//! besides the static config.
+//!
+//! Each `[[source]]` runs one task that list-watches its objects through kube-runtime's
+//! watcher (which relists after `410 Gone`, resumes from the last resourceVersion, and
+//! backs off on errors) into reflector stores, and turns them into a [`View`] whenever
+//! they change, once every initial list is complete. A merge task combines the views of
+//! every source with the static config ([`merge::merge`]) and hands the new inventory to
+//! the app, which applies it through health.
+//!
+//! An unreachable API is not a reason to fail anything over: the last view stays in
+//! force, `gslb_discovery_up{source}` drops to 0, and the outage is logged once (and its
+//! end once), not per retry.
+//!
+//! | kind | objects watched |
+//! |---|---|
+//! | `clusternet` | hub: `ManagedCluster` (clusters.clusternet.io/v1beta1), `Description` (apps.clusternet.io/v1alpha1) |
+//! | `karmada` | hub: `Cluster` (cluster.karmada.io/v1alpha1), `ResourceBinding` (work.karmada.io/v1alpha2) |
+//! | `kubeconfig` | each member context: the apps' Ingress/Service and Deployment/StatefulSet by name |
+
+pub mod merge;
+mod objects;
+mod sources;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Source;
+use crate::metrics::Metrics;
+use crate::model::{Inventory, ObjectRef};
+
+/// The static config that discovery adds to.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub inventory: Inventory,
+    /// Each app's `clusters` list as written (`None`: every cluster).
+    pub app_clusters: Vec<Option<Vec<String>>>,
+}
+
+/// What one source sees at a moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    pub clusters: BTreeMap<String, SeenCluster>,
+    /// Load-balancer addresses of an Ingress or Service, per cluster.
+    pub vips: HashMap<(ObjectRef, String), Vec<IpAddr>>,
+    /// Replicas of a Deployment or StatefulSet, per cluster.
+    pub workloads: HashMap<(ObjectRef, String), Replicas>,
+}
+
+/// A cluster as a source reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenCluster {
+    pub region: Option<String>,
+    /// `Ready` condition; `None` when unknown.
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replicas {
+    pub ready: u32,
+    pub desired: u32,
+}
+
+/// Starts a task per source and the merge task, which sends each new inventory to
+/// `inventories`.
+pub fn spawn(
+    sources: &[Source],
+    base: Arc<Base>,
+    inventories: mpsc::Sender<Inventory>,
+    metrics: Arc<Metrics>,
+    tasks: &mut JoinSet<()>,
+    cancel: CancellationToken,
+) {
+    let (views_tx, mut views_rx) = mpsc::channel::<(usize, View)>(64);
+    let refs = referenced_objects(&base.inventory);
+    for (i, source) in sources.iter().enumerate() {
+        metrics.set_discovery_up(&source.name, false);
+        tasks.spawn(sources::run(
+            i,
+            source.clone(),
+            refs.clone(),
+            views_tx.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+    }
+    let count = sources.len();
+    tasks.spawn(async move {
+        let mut views: Vec<Option<View>> = vec![None; count];
+        while let Some((i, view)) = views_rx.recv().await {
+            views[i] = Some(view);
+            let known: Vec<View> = views.iter().flatten().cloned().collect();
+            let inventory = merge::merge(&base, &known);
+            if inventories.send(inventory).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Every Ingress/Service and workload the apps name, for sources that watch by name.
+fn referenced_objects(inventory: &Inventory) -> Vec<ObjectRef> {
+    let mut refs: Vec<ObjectRef> = inventory
+        .apps
+        .iter()
+        .filter_map(|a| a.kube.as_ref())
+        .flat_map(|k| {
+            k.ingress
+                .iter()
+                .cloned()
+                .chain(k.workloads.iter().map(|w| w.object.clone()))
+        })
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}

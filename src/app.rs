@@ -164,16 +164,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         drop((inventory_tx, app_clusters));
     }
+    // Ready waits for discovery's first full inventory, when there are sources.
+    let (discovered_tx, discovered_rx) = watch::channel(sources.is_empty());
     tasks.spawn(apply_inventories(
         inventory.clone(),
         probes,
         inventory_rx,
         report_tx,
+        discovered_tx,
         cancel.clone(),
     ));
 
     let ready = Arc::new(AtomicBool::new(false));
     tasks.spawn(latch_ready(
+        discovered_rx,
         health_rx.clone(),
         ready.clone(),
         cancel.clone(),
@@ -235,6 +239,7 @@ async fn apply_inventories(
     mut probes: JoinSet<()>,
     mut next: mpsc::Receiver<Inventory>,
     health: mpsc::Sender<health::HealthInput>,
+    discovered: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let mut probe_cancel = cancel.child_token();
@@ -254,6 +259,7 @@ async fn apply_inventories(
         let same_endpoints = inventory.endpoint_keys() == current.endpoint_keys();
         inventory.generation = current.generation + u64::from(!same_endpoints);
         if inventory == *current {
+            discovered.send_replace(true);
             continue;
         }
         let inventory = Arc::new(inventory);
@@ -281,6 +287,7 @@ async fn apply_inventories(
             );
         }
         current = inventory;
+        discovered.send_replace(true);
     }
     probe_cancel.cancel();
     while probes.join_next().await.is_some() {}
@@ -329,10 +336,12 @@ async fn plan_answers(
     }
 }
 
-/// Sets the readiness latch once every endpoint has a first probe result, or once the
-/// longest probe interval and timeout have passed twice over (so one unreachable target
-/// cannot hold readiness back forever).
+/// Sets the readiness latch once discovery (if any) has delivered its first inventory and
+/// every endpoint has a first probe result, or the longest probe interval and timeout
+/// have passed twice over since (so one unreachable target cannot hold readiness back
+/// forever).
 async fn latch_ready(
+    mut discovered: watch::Receiver<bool>,
     mut health: watch::Receiver<Arc<HealthSnapshot>>,
     ready: Arc<AtomicBool>,
     cancel: CancellationToken,
@@ -345,6 +354,12 @@ async fn latch_ready(
         .map(|a| a.probe.interval + a.probe.timeout)
         .max()
         .unwrap_or(Duration::ZERO);
+    // With sources, nothing useful is served before discovery's first inventory: wait
+    // for it without a time limit (an unready pod gets no traffic, which is right).
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = discovered.wait_for(|d| *d) => if r.is_err() { return },
+    }
     let all_probed = async {
         while !health.borrow_and_update().all_probed() {
             if health.changed().await.is_err() {

@@ -191,6 +191,8 @@ fn explain_app(
                 )
             } else if plan.fail_open {
                 "no cluster is healthy: failing open, every VIP is answered".to_owned()
+            } else if let Some(w) = inv.targets[t].workload.as_ref().filter(|w| !w.ready) {
+                format!("down: workloads not ready ({})", w.detail)
             } else if !th.state.is_usable() {
                 "down: its probes fail (see the VIPs)".to_owned()
             } else {

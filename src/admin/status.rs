@@ -38,6 +38,9 @@ pub struct TargetStatus {
     /// The override holding the target out of answers, if any.
     #[serde(default, rename = "override")]
     pub overridden: Option<Override>,
+    /// Workload readiness from discovery, e.g. `Deployment qcbm/gw: 0/2 ready (min 1)`.
+    #[serde(default)]
+    pub workload: Option<String>,
     /// RFC 3339 time of the last state change (or of the start).
     pub since: String,
     pub vips: Vec<VipStatus>,
@@ -101,6 +104,13 @@ pub fn report(
                 state: th.state.as_str().to_owned(),
                 probed: th.probed.as_str().to_owned(),
                 overridden: th.overridden.clone(),
+                workload: t.workload.as_ref().map(|w| {
+                    format!(
+                        "{}: {}",
+                        if w.ready { "ready" } else { "NOT READY" },
+                        w.detail
+                    )
+                }),
                 since: time(th.since),
                 vips: inventory
                     .endpoints

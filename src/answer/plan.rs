@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use crate::health::HealthSnapshot;
-use crate::model::{Inventory, Policy};
+use crate::model::{HealthFrom, Inventory, Policy};
 
 /// Most rotations kept per answer; longer answers rotate through this many starting points.
 const MAX_ROTATIONS: usize = 16;
@@ -55,13 +55,13 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
     for t in inventory.targets_of(app) {
         let cluster = &inventory.clusters[inventory.targets[t].cluster];
         let endpoints = inventory
-            .endpoints
-            .iter()
-            .zip(&health.endpoints)
-            .filter(|(e, _)| e.target == t);
+            .endpoints_of(t)
+            .map(|e| (&inventory.endpoints[e], &health.endpoints[e]));
+        // With workload health alone, probes do not pick VIPs either.
+        let probes_count = spec.health != HealthFrom::Workloads;
         let usable: Vec<IpAddr> = endpoints
             .clone()
-            .filter(|(_, h)| h.state.is_usable())
+            .filter(|(_, h)| !probes_count || h.state.is_usable())
             .map(|(e, _)| e.vip)
             .collect();
         let candidate = |vips| Candidate {

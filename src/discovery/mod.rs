@@ -94,6 +94,9 @@ pub fn spawn(
         let mut views: Vec<Option<View>> = vec![None; count];
         while let Some((i, view)) = views_rx.recv().await {
             views[i] = Some(view);
+            if views.iter().any(Option::is_none) {
+                continue; // the static inventory serves until every source has reported
+            }
             let known: Vec<View> = views.iter().flatten().cloned().collect();
             let inventory = merge::merge(&base, &known);
             if inventories.send(inventory).await.is_err() {

@@ -20,6 +20,8 @@ use crate::model::ObjectRef;
 
 /// Wait before retrying a source whose client cannot even be built (bad kubeconfig).
 const CLIENT_RETRY: Duration = Duration::from_secs(30);
+/// How often an unreachable API is asked whether it is back.
+const RECHECK: Duration = Duration::from_secs(2);
 
 /// What a watched feed is for.
 #[derive(Debug, Clone)]
@@ -60,13 +62,16 @@ async fn client(source: &Source, context: Option<&str>) -> anyhow::Result<kube::
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
-    let config = match (&source.kubeconfig, context) {
+    let mut config = match (&source.kubeconfig, context) {
         (Some(path), _) => {
             kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(path)?, &options).await?
         }
         (None, Some(_)) => kube::Config::from_kubeconfig(&options).await?,
         (None, None) => kube::Config::infer().await?,
     };
+    // The client's own retry of 503/429/504 can hide an outage for minutes; the watcher
+    // already backs off and retries, and we want to see (and report) the outage.
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -89,7 +94,8 @@ type FeedStream =
 async fn feeds(
     source: &Source,
     refs: &[ObjectRef],
-) -> anyhow::Result<(Vec<Feed>, Vec<FeedStream>)> {
+) -> anyhow::Result<(Vec<Feed>, Vec<FeedStream>, Vec<kube::Client>)> {
+    let mut clients = Vec::new();
     let mut feeds = Vec::new();
     let mut streams = Vec::new();
     let mut add =
@@ -112,6 +118,7 @@ async fn feeds(
     match source.kind {
         SourceKind::Clusternet => {
             let c = client(source, source.context.as_deref()).await?;
+            clients.push(c.clone());
             let mc = resource(
                 "clusters.clusternet.io",
                 "v1beta1",
@@ -137,6 +144,7 @@ async fn feeds(
         }
         SourceKind::Karmada => {
             let c = client(source, source.context.as_deref()).await?;
+            clients.push(c.clone());
             let cl = resource("cluster.karmada.io", "v1alpha1", "Cluster", "clusters");
             let rb = resource(
                 "work.karmada.io",
@@ -158,6 +166,7 @@ async fn feeds(
         SourceKind::Kubeconfig => {
             for ctx in member_contexts(source)? {
                 let c = client(source, Some(&ctx)).await?;
+                clients.push(c.clone());
                 add(Role::Member(ctx.clone()), None, watcher::Config::default());
                 for object in refs {
                     let Some(ar) = core_resource(&object.kind) else {
@@ -178,7 +187,7 @@ async fn feeds(
             }
         }
     }
-    Ok((feeds, streams))
+    Ok((feeds, streams, clients))
 }
 
 /// Runs one source until `cancel`, sending its view whenever it changes.
@@ -191,7 +200,7 @@ pub(super) async fn run(
     cancel: CancellationToken,
 ) {
     let name = source.name.clone();
-    let (feeds, streams) = loop {
+    let (feeds, streams, clients) = loop {
         match feeds(&source, &refs).await {
             Ok(f) => break f,
             Err(e) => {
@@ -207,6 +216,9 @@ pub(super) async fn run(
     let mut events = stream::select_all(streams);
     let mut up: Option<bool> = None;
     let mut last: Option<View> = None;
+    // While down, ask the API for its version now and then: a watch that resumes after
+    // an outage may carry no event for a long time.
+    let mut recheck = tokio::time::interval(RECHECK);
     if synced.iter().all(|s| *s) {
         // Nothing to watch (a kubeconfig source with no objects named): the members are the view.
         let view = build(&feeds);
@@ -220,6 +232,15 @@ pub(super) async fn run(
         let (feed, event) = tokio::select! {
             _ = cancel.cancelled() => return,
             e = events.next() => match e { Some(e) => e, None => return },
+            _ = recheck.tick(), if up == Some(false) => {
+                if reachable(&clients).await {
+                    tracing::info!(source = %name, "discovery API reachable again");
+                    up = Some(true);
+                    metrics.set_discovery_up(&name, true);
+                    metrics.set_discovery_synced(&name, SystemTime::now());
+                }
+                continue;
+            }
         };
         match event {
             Err(e) => {
@@ -256,6 +277,16 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// Whether every client's API server answers `/version`.
+async fn reachable(clients: &[kube::Client]) -> bool {
+    for c in clients {
+        if c.apiserver_version().await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The view of a source's stores. Pure over the store contents.

@@ -63,6 +63,22 @@ pub async fn run(
             vips.extend(t.vips.iter().filter_map(|v| v.vip.parse::<IpAddr>().ok()));
         }
     }
+    // A drill must not replace (and then clear) an operator's override on the cluster.
+    if let Some(o) = status.overrides.iter().find(|o| {
+        o.cluster == opts.cluster && (o.app.is_none() || opts.app.is_none() || o.app == opts.app)
+    }) {
+        bail!(
+            "cluster `{}` already has a {} override{} set by {} ({}): clear it first, or drill another cluster",
+            o.cluster,
+            o.kind.as_str(),
+            o.app
+                .as_ref()
+                .map(|a| format!(" for `{a}`"))
+                .unwrap_or_default(),
+            o.set_by,
+            o.reason
+        );
+    }
     if apps.is_empty() {
         bail!(
             "cluster `{}` serves no app{} on this gslb",

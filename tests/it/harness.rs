@@ -54,6 +54,13 @@ pub struct Gslb {
 
 impl Gslb {
     pub async fn start(config_text: &str) -> Self {
+        // GSLB_TEST_LOG=debug shows gslb's logs in failing tests.
+        if let Ok(filter) = std::env::var("GSLB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let mut config =
             gslb::config::parse(config_text, "test config").unwrap_or_else(|e| panic!("{e}"));
         config.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];

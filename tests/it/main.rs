@@ -5,7 +5,9 @@
 //! unbound. `.ci/run` installs them.
 
 mod admin;
+mod apiserver;
 mod cli;
+mod discovery;
 mod dns;
 mod failover;
 mod harness;

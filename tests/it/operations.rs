@@ -467,3 +467,35 @@ async fn a_drill_through_a_resolver_switches_within_the_ttl() {
     gslb.stop().await;
     let _ = Stdio::null();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_never_touches_an_operator_override() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb = Gslb::start(&two_cluster_app(&block, port, "round-robin", "")).await;
+    let admin = format!("http://{}", gslb.admin);
+    let (ok, _, err) = gslb_cli(
+        &admin,
+        &[
+            "override",
+            "set",
+            "--cluster",
+            "guangzhou-02",
+            "--kind",
+            "drain",
+            "--reason",
+            "node upgrade",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = gslb_cli(&admin, &["drill", "run", "--cluster", "guangzhou-02"], None).await;
+    assert!(!ok && err.contains("already has a drain override"), "{err}");
+    let (_, list) = gslb.get("/api/v1/overrides").await;
+    assert!(
+        list.contains("node upgrade"),
+        "the drain is still there: {list}"
+    );
+    gslb.stop().await;
+}

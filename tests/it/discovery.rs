@@ -1,0 +1,299 @@
+//! Kubernetes discovery against the stand-in API server (see `apiserver.rs`): clusters,
+//! ingress VIPs and workload readiness from Clusternet, Karmada and plain kubeconfig
+//! contexts, with watches that change, break, expire (410) and go down.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::apiserver::FakeApi;
+use crate::harness::{Block, Gslb, config, eventually, stand_ins};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+const MANAGED_CLUSTERS: &str = "apis/clusters.clusternet.io/v1beta1/managedclusters";
+const DESCRIPTIONS: &str = "apis/apps.clusternet.io/v1alpha1/descriptions";
+const KARMADA_CLUSTERS: &str = "apis/cluster.karmada.io/v1alpha1/clusters";
+const BINDINGS: &str = "apis/work.karmada.io/v1alpha2/resourcebindings";
+
+fn conditions(ready: &str) -> Value {
+    json!([{"type": "Ready", "status": ready, "reason": "ManagedClusterReady", "message": "heartbeat", "lastTransitionTime": "2026-11-29T00:00:00Z"}])
+}
+
+/// A Clusternet `ManagedCluster` in its dedicated namespace, as the hub holds it.
+fn managed_cluster(name: &str, id: &str, ready: &str) -> Value {
+    json!({
+        "apiVersion": "clusters.clusternet.io/v1beta1", "kind": "ManagedCluster",
+        "metadata": {"name": format!("clusternet-cluster-{id}"), "namespace": format!("clusternet-{id}"),
+            "labels": {"clusters.clusternet.io/cluster-id": id, "clusters.clusternet.io/cluster-name": name,
+                       "topology.kubernetes.io/region": "ap-guangzhou"}},
+        "spec": {"clusterId": id, "clusterType": "Dual", "syncMode": "Pull"},
+        "status": {"conditions": conditions(ready), "k8sVersion": "v1.30.0", "healthz": true, "livez": true, "readyz": true}
+    })
+}
+
+/// The `Description` Clusternet's agent keeps for the app in one cluster, with the
+/// observed status of its Ingress and Deployment.
+fn description(cluster: &str, id: &str, ip: &str, ready: u32) -> Value {
+    json!({
+        "apiVersion": "apps.clusternet.io/v1alpha1", "kind": "Description",
+        "metadata": {"name": "qcbm-helm-or-raw", "namespace": format!("clusternet-{id}"),
+            "labels": {"clusters.clusternet.io/cluster-id": id, "clusters.clusternet.io/cluster-name": cluster,
+                       "apps.clusternet.io/subscription.name": "qcbm-subscription"}},
+        "spec": {"deployer": "Generic", "raw": []},
+        "status": {"phase": "Success", "manifestStatuses": [
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "qcbm", "name": "qcbm-ingress",
+             "observedStatus": {"loadBalancer": {"ingress": [{"ip": ip}]}}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "qcbm", "name": "qcbm-gateway",
+             "observedStatus": {"replicas": 2, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}}
+        ]}
+    })
+}
+
+fn karmada_cluster(name: &str, ready: &str) -> Value {
+    json!({
+        "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": name},
+        "spec": {"syncMode": "Push", "apiEndpoint": "https://10.0.0.1:6443", "region": "ap-guangzhou"},
+        "status": {"conditions": [{"type": "Ready", "status": ready, "reason": if ready == "True" { "ClusterReady" } else { "ClusterNotReady" }, "message": "", "lastTransitionTime": "2026-11-29T00:00:00Z"}]}
+    })
+}
+
+/// Karmada's `ResourceBinding` of the app's Ingress, named `<name>-<kind>`.
+fn ingress_binding(statuses: &[(&str, &str)]) -> Value {
+    let agg: Vec<Value> = statuses
+        .iter()
+        .map(|(c, ip)| json!({"clusterName": c, "applied": true, "health": "Healthy", "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}))
+        .collect();
+    json!({
+        "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
+        "metadata": {"name": "qcbm-ingress-ingress", "namespace": "qcbm"},
+        "spec": {"resource": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "namespace": "qcbm", "name": "qcbm-ingress"},
+                 "clusters": statuses.iter().map(|(c, _)| json!({"name": c})).collect::<Vec<_>>()},
+        "status": {"aggregatedStatus": agg}
+    })
+}
+
+fn app_config(
+    block: &Block,
+    port: u16,
+    kubeconfig: &std::path::Path,
+    kind: &str,
+    extra_source: &str,
+) -> String {
+    config(&format!(
+        r#"
+[[source]]
+name = "hub"
+kind = "{kind}"
+kubeconfig = "{kc}"
+{extra_source}
+
+[[cluster]]
+name = "guangzhou-01"
+priority = 1
+
+[[cluster]]
+name = "guangzhou-02"
+priority = 2
+
+[[app]]
+name = "tke-demo.cn"
+policy = "failover"
+ttl = 5
+clusters = ["guangzhou-01", "guangzhou-02"]
+ingress = {{ namespace = "qcbm", name = "qcbm-ingress" }}
+workloads = [{{ namespace = "qcbm", kind = "Deployment", name = "qcbm-gateway", min_ready = 1 }}]
+probe = {{ kind = "http", port = {port}, path = "/", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
+"#,
+        kc = kubeconfig.display(),
+    ))
+    .replace("{block}", &block.ip(0).to_string())
+}
+
+async fn wait_answer(gslb: &Gslb, want: &[&String], what: &str) {
+    let mut want: Vec<String> = want.iter().map(|s| (*s).clone()).collect();
+    want.sort();
+    eventually(LIMIT, what, || {
+        let want = want.clone();
+        async move {
+            let mut a = gslb.dig("tke-demo.cn A").await.rdata("A");
+            a.sort();
+            (a == want).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn metric(gslb: &Gslb, line: &str) -> bool {
+    gslb.get("/metrics").await.1.lines().any(|l| l == line)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clusternet_vips_and_workloads_drive_the_answer() {
+    let block = Block::new();
+    let (_ingresses, port) =
+        stand_ins(&block, &["guangzhou-01", "guangzhou-02", "guangzhou-01b"]).await;
+    let (ip1, ip2, ip3) = (
+        block.ip(1).to_string(),
+        block.ip(2).to_string(),
+        block.ip(3).to_string(),
+    );
+    let api = FakeApi::start().await;
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "True"),
+    );
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-02", "bbbb", "True"),
+    );
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
+    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
+
+    // The VIPs come from the hub: the static clusters list none.
+    wait_answer(&gslb, &[&ip1], "the discovered VIP of guangzhou-01").await;
+    assert!(metric(&gslb, r#"gslb_discovery_up{source="hub"} 1"#).await);
+
+    // Ready replicas drop to zero in guangzhou-01: it fails over before any probe fails.
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 0));
+    wait_answer(&gslb, &[&ip2], "failover on zero ready replicas").await;
+    let (_, status) = gslb.get("/api/v1/status").await;
+    assert!(
+        status.contains("NOT READY: Deployment qcbm/qcbm-gateway: 0/2 ready (min 1)"),
+        "{status}"
+    );
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
+    wait_answer(&gslb, &[&ip1], "back when replicas are ready").await;
+
+    // The ingress VIP of guangzhou-01 changes: the new one is probed and answered.
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip3, 2));
+    wait_answer(&gslb, &[&ip3], "the new VIP").await;
+
+    // guangzhou-01 goes NotReady on the hub.
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "False"),
+    );
+    wait_answer(&gslb, &[&ip2], "failover on Ready=False").await;
+    // Unknown (heartbeats stopped) is no reason to fail over: it comes back.
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "Unknown"),
+    );
+    wait_answer(&gslb, &[&ip3], "Unknown keeps the cluster").await;
+    gslb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_api_keeps_the_last_state_and_a_410_forces_a_relist() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let api = FakeApi::start().await;
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "True"),
+    );
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-02", "bbbb", "True"),
+    );
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
+    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
+    wait_answer(&gslb, &[&ip1], "the primary").await;
+
+    api.set_down(true);
+    eventually(LIMIT, "discovery_up to drop", || async {
+        metric(&gslb, r#"gslb_discovery_up{source="hub"} 0"#)
+            .await
+            .then_some(())
+    })
+    .await;
+    // Nothing fails over because the API is gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gslb.dig("tke-demo.cn A").await.rdata("A"),
+        vec![ip1.clone()]
+    );
+
+    api.set_down(false);
+    eventually(LIMIT, "discovery_up to return", || async {
+        metric(&gslb, r#"gslb_discovery_up{source="hub"} 1"#)
+            .await
+            .then_some(())
+    })
+    .await;
+
+    // Watches expire (410 Gone) and the change made meanwhile is seen after the relist.
+    api.expire_watches();
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 0));
+    wait_answer(&gslb, &[&ip2], "the change seen after a relist").await;
+    gslb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn karmada_bindings_give_vips_and_cluster_readiness() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let api = FakeApi::start().await;
+    api.put(KARMADA_CLUSTERS, karmada_cluster("guangzhou-01", "True"));
+    api.put(KARMADA_CLUSTERS, karmada_cluster("guangzhou-02", "True"));
+    api.put(
+        BINDINGS,
+        ingress_binding(&[("guangzhou-01", &ip1), ("guangzhou-02", &ip2)]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("karmada-apiserver", &api)]);
+    // No workloads for this app: VIPs and cluster readiness only.
+    let text = app_config(&block, port, &kc, "karmada", "")
+        .replace("workloads = [{ namespace = \"qcbm\", kind = \"Deployment\", name = \"qcbm-gateway\", min_ready = 1 }]\n", "");
+    let gslb = Gslb::start(&text).await;
+    wait_answer(&gslb, &[&ip1], "guangzhou-01 from the binding").await;
+    api.put(KARMADA_CLUSTERS, karmada_cluster("guangzhou-01", "False"));
+    wait_answer(&gslb, &[&ip2], "failover when the cluster is NotReady").await;
+    gslb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeconfig_contexts_read_each_member_cluster() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let ingress = |ip: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "qcbm-ingress", "namespace": "qcbm"},
+        "spec": {"rules": [{"host": "tke-demo.cn"}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+    };
+    let deployment = |ready: u32| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "qcbm-gateway", "namespace": "qcbm"},
+        "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": ready}})
+    };
+    let (gz1, gz2) = (FakeApi::start().await, FakeApi::start().await);
+    for (api, ip) in [(&gz1, &ip1), (&gz2, &ip2)] {
+        api.put("apis/networking.k8s.io/v1/ingresses", ingress(ip));
+        api.put("apis/apps/v1/deployments", deployment(2));
+        // Another object of the same kind, which the field selector must leave out.
+        api.put("apis/apps/v1/deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "other", "namespace": "qcbm"}, "status": {"replicas": 1, "readyReplicas": 0}}));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(
+        dir.path(),
+        &[("guangzhou-01", &gz1), ("guangzhou-02", &gz2)],
+    );
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "kubeconfig", "")).await;
+    wait_answer(&gslb, &[&ip1], "guangzhou-01 from its own API").await;
+    gz1.put("apis/apps/v1/deployments", deployment(0));
+    wait_answer(&gslb, &[&ip2], "failover on zero ready replicas").await;
+    gslb.stop().await;
+}

@@ -40,6 +40,7 @@ pub struct Running {
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub table: Arc<ArcSwap<AnswerTable>>,
+    shutdown_delay: Duration,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -210,6 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ready,
         metrics,
         table,
+        shutdown_delay: server.shutdown_delay,
         dns,
         cancel,
         tasks,
@@ -224,6 +226,10 @@ impl Running {
     /// When the DNS server reports a listener failure on the way down.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.ready.store(false, Ordering::Release);
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(delay = %humantime::format_duration(self.shutdown_delay), "not ready; still answering DNS for the shutdown delay");
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
         let dns = self.dns.shutdown().await;
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}

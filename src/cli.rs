@@ -122,6 +122,12 @@ pub enum OverrideCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillMethod {
+    Override,
+    ScaleToZero,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     Drain,
     Fail,
@@ -136,6 +142,8 @@ impl From<Kind> for OverrideKind {
     }
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum DrillCommand {
     /// Dry run: what every app answers now and would answer if the cluster failed.
@@ -166,10 +174,37 @@ pub enum DrillCommand {
         /// Go ahead even if an app would be left with no healthy cluster.
         #[arg(long)]
         force: bool,
+        /// How to take the cluster out: a `fail` override in gslb, or a real fault:
+        /// scale a workload of the cluster to zero replicas.
+        #[arg(long, value_enum, default_value_t = DrillMethod::Override)]
+        method: DrillMethod,
+        /// For scale-to-zero: the workload, `NAMESPACE/NAME` (a Deployment unless
+        /// --workload-kind says StatefulSet).
+        #[arg(long, required_if_eq("method", "scale-to-zero"))]
+        workload: Option<String>,
+        #[arg(long, default_value = "Deployment")]
+        workload_kind: String,
+        /// For scale-to-zero: the kubeconfig holding the member cluster's context.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// For scale-to-zero: the member cluster's context (default: the cluster's name).
+        #[arg(long)]
+        context: Option<String>,
+        /// Where a scale-to-zero drill records what to undo.
+        #[arg(long)]
+        undo_file: Option<PathBuf>,
+        /// Query gslb's DNS at this address (default: where its status says it listens).
+        #[arg(long)]
+        dns: Option<SocketAddr>,
         #[command(flatten)]
         remote: Remote,
         #[arg(long)]
         json: bool,
+    },
+    /// Undo what an interrupted scale-to-zero drill changed (scale the workload back).
+    Undo {
+        #[arg(long)]
+        undo_file: Option<PathBuf>,
     },
     /// Past drills with their timelines.
     List {

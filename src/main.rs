@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use gslb::admin::client::AdminClient;
 use gslb::admin::overrides::SetOverride;
 use gslb::admin::{explain, status};
-use gslb::cli::{Cli, Command, DrillCommand, LogFormat, OverrideCommand, Remote};
+use gslb::cli::{Cli, Command, DrillCommand, DrillMethod, LogFormat, OverrideCommand, Remote};
 use gslb::drill::{self, DrillOptions};
 use gslb::{app, config, demo};
 
@@ -226,6 +226,10 @@ async fn drills(cmd: DrillCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        DrillCommand::Undo { undo_file } => {
+            let path = undo_file.unwrap_or_else(drill::fault::default_undo_file);
+            println!("{}", drill::fault::undo(&path).await?);
+        }
         DrillCommand::Run {
             cluster,
             app,
@@ -233,10 +237,38 @@ async fn drills(cmd: DrillCommand) -> anyhow::Result<()> {
             resolver,
             expect_within,
             force,
+            method,
+            workload,
+            workload_kind,
+            kubeconfig,
+            context,
+            undo_file,
+            dns,
             remote,
             json,
         } => {
+            let method = match method {
+                DrillMethod::Override => drill::fault::Method::Override,
+                DrillMethod::ScaleToZero => {
+                    let workload = workload.unwrap_or_default();
+                    let (namespace, name) = workload
+                        .split_once('/')
+                        .context("--workload must be NAMESPACE/NAME")?;
+                    drill::fault::Method::ScaleToZero {
+                        target: drill::fault::ScaleTarget {
+                            kubeconfig,
+                            context: context.unwrap_or_else(|| cluster.clone()),
+                            kind: workload_kind,
+                            namespace: namespace.to_owned(),
+                            name: name.to_owned(),
+                        },
+                        undo_file: undo_file.unwrap_or_else(drill::fault::default_undo_file),
+                    }
+                }
+            };
             let opts = DrillOptions {
+                method,
+                dns,
                 cluster,
                 app,
                 hold: config::duration(&hold)

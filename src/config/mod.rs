@@ -76,6 +76,7 @@ pub struct Server {
     pub tcp_idle_timeout: Duration,
     pub admin_token_file: Option<std::path::PathBuf>,
     pub state_file: Option<std::path::PathBuf>,
+    pub shutdown_delay: Duration,
 }
 
 /// Everything wrong with a config file.

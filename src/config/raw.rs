@@ -22,6 +22,14 @@ pub struct RawServer {
     pub admin_token_file: Option<String>,
     /// Where overrides, last known health and drills are kept across restarts.
     pub state_file: Option<String>,
+    /// On SIGTERM, how long to keep answering DNS after readiness drops, so load
+    /// balancers stop sending queries first.
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay: String,
+}
+
+fn default_shutdown_delay() -> String {
+    "0s".to_owned()
 }
 
 impl Default for RawServer {
@@ -32,6 +40,7 @@ impl Default for RawServer {
             tcp_idle_timeout: default_tcp_idle_timeout(),
             admin_token_file: None,
             state_file: None,
+            shutdown_delay: default_shutdown_delay(),
         }
     }
 }

@@ -198,7 +198,9 @@ impl Validator<'_> {
                 );
             }
         }
+        let shutdown_delay = self.parse(at.then("shutdown_delay"), duration(&raw.shutdown_delay));
         Some(Server {
+            shutdown_delay: shutdown_delay?,
             dns_listen,
             admin_listen: admin_listen?,
             tcp_idle_timeout: tcp_idle_timeout?,

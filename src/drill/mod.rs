@@ -6,6 +6,7 @@
 //! returning; the override also carries an expiry as a second safety net, so even a drill
 //! process that is killed outright cannot leave a cluster out for good.
 
+pub mod fault;
 pub mod lookup;
 pub mod report;
 
@@ -18,8 +19,6 @@ use anyhow::{Context, bail};
 use hickory_proto::rr::Name;
 
 use crate::admin::client::AdminClient;
-use crate::admin::overrides::SetOverride;
-use crate::health::OverrideKind;
 use report::{AppAnswer, DrillRecord};
 
 /// How often the answer is polled.
@@ -39,6 +38,11 @@ pub struct DrillOptions {
     pub expect_within: Duration,
     /// Go ahead even if an app would be left with no healthy cluster.
     pub force: bool,
+    /// How the cluster is taken out.
+    pub method: fault::Method,
+    /// Query gslb's DNS here rather than where its status says it listens (for a drill
+    /// run from outside the pod or host).
+    pub dns: Option<SocketAddr>,
 }
 
 /// Runs a drill; `progress` receives one line whenever something happens or every second
@@ -64,7 +68,8 @@ pub async fn run(
         }
     }
     // A drill must not replace (and then clear) an operator's override on the cluster.
-    if let Some(o) = status.overrides.iter().find(|o| {
+    let uses_override = matches!(opts.method, fault::Method::Override);
+    if let Some(o) = status.overrides.iter().filter(|_| uses_override).find(|o| {
         o.cluster == opts.cluster && (o.app.is_none() || opts.app.is_none() || o.app == opts.app)
     }) {
         bail!(
@@ -89,12 +94,15 @@ pub async fn run(
                 .unwrap_or_default()
         );
     }
-    let dns = status
-        .dns
-        .first()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
-        .map(reachable)
-        .context("the status does not say where gslb serves DNS")?;
+    let dns = match opts.dns {
+        Some(d) => d,
+        None => status
+            .dns
+            .first()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(reachable)
+            .context("the status does not say where gslb serves DNS: pass --dns")?,
+    };
     let names: Vec<(String, Name)> = apps
         .iter()
         .map(|a| Ok((a.clone(), Name::from_ascii(format!("{a}."))?)))
@@ -103,16 +111,14 @@ pub async fn run(
     let expected_back = before.iter().any(|a| holds(a, &vips));
 
     let safety = opts.hold + opts.expect_within * 3 + Duration::from_secs(60);
-    let req = SetOverride {
-        cluster: opts.cluster.clone(),
-        app: opts.app.clone(),
-        kind: OverrideKind::Fail,
-        reason: "failover drill".to_owned(),
-        expires_in: Some(humantime::format_duration(safety).to_string()),
-        force: opts.force,
-        set_by: Some(format!("gslb drill ({})", whoami())),
-    };
-    client.set_override(&req).await?;
+    let req = fault::override_request(
+        &opts.cluster,
+        opts.app.as_deref(),
+        opts.force,
+        humantime::format_duration(safety).to_string(),
+        format!("gslb drill ({})", whoami()),
+    );
+    let (fault, injected) = fault::Fault::inject(&opts.method, client, req).await?;
     let mut record = DrillRecord {
         cluster: opts.cluster.clone(),
         apps: apps.into_iter().collect(),
@@ -129,11 +135,7 @@ pub async fn run(
         returned_at: None,
         resolver_returned_at: None,
     };
-    progress(&format!(
-        "injected: fail override on {} (lifts itself after {} at the latest)",
-        opts.cluster,
-        humantime::format_duration(safety)
-    ));
+    progress(&injected);
 
     let watched = Watched {
         dns,
@@ -143,6 +145,7 @@ pub async fn run(
     };
     let steps = observe(
         client,
+        &fault,
         opts,
         &watched,
         expected_back,
@@ -154,15 +157,14 @@ pub async fn run(
         _ = interrupt => Err(anyhow::anyhow!("interrupted")),
     };
     if record.restored_at.is_none() {
-        // Always lift what we set, whatever ended the drill.
-        let lifted = client
-            .clear_override(&opts.cluster, opts.app.as_deref())
-            .await;
+        // Always undo what we did, whatever ended the drill.
+        let restored = fault.restore(client).await;
         record.restored_at = Some(SystemTime::now());
-        if let Err(e) = lifted {
-            progress(&format!(
-                "could not lift the override: {e:#}; it expires by itself"
-            ));
+        match restored {
+            Ok(line) => progress(&line),
+            Err(e) => progress(&format!(
+                "could not undo the fault: {e:#}; an override expires by itself, a scale needs `gslb drill undo`"
+            )),
         }
     }
     if let Err(e) = outcome {
@@ -178,6 +180,7 @@ pub async fn run(
 /// Waits for the switch, holds, lifts the override, and waits for the return.
 async fn observe(
     client: &AdminClient,
+    fault: &fault::Fault,
     opts: &DrillOptions,
     w: &Watched,
     expected_back: bool,
@@ -208,11 +211,9 @@ async fn observe(
         ));
         tokio::time::sleep(opts.hold).await;
     }
-    client
-        .clear_override(&opts.cluster, opts.app.as_deref())
-        .await?;
+    let line = fault.restore(client).await?;
     record.restored_at = Some(SystemTime::now());
-    progress("restored: override lifted");
+    progress(&line);
     if !expected_back {
         progress("the cluster was not in the answer before the drill: nothing to wait for");
         return Ok(());

@@ -141,6 +141,52 @@ fn matches(object: &Value, ns: &Option<String>, name: &Option<String>) -> bool {
 }
 
 async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
+    if req.uri().path().ends_with("/scale") {
+        return scale(&api, req)
+            .await
+            .unwrap_or_else(|| (StatusCode::NOT_FOUND, "not found").into_response());
+    }
+    handle_plain(api, req).await
+}
+
+/// `GET`/`PATCH .../namespaces/NS/deployments/NAME/scale`; like a real controller, a
+/// patched replica count becomes the ready count at once.
+async fn scale(api: &FakeApi, req: Request) -> Option<Response> {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if parts.len() != 8 || parts[0] != "apis" || parts[3] != "namespaces" {
+        return None;
+    }
+    let collection = format!("{}/{}/{}/{}", parts[0], parts[1], parts[2], parts[5]);
+    let key = format!("{}/{}", parts[4], parts[6]);
+    let patch = req.method() == axum::http::Method::PATCH;
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.ok()?;
+    let mut object = api
+        .inner
+        .lock()
+        .unwrap()
+        .objects
+        .get(&collection)?
+        .get(&key)?
+        .clone();
+    if patch {
+        let p: Value = serde_json::from_slice(&body).ok()?;
+        let n = p["spec"]["replicas"].clone();
+        object["spec"]["replicas"] = n.clone();
+        object["status"]["replicas"] = n.clone();
+        object["status"]["readyReplicas"] = n;
+        api.put(&collection, object.clone());
+    }
+    let replicas = object["spec"]["replicas"].clone();
+    Some(
+        axum::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": parts[6], "namespace": parts[4]},
+        "spec": {"replicas": replicas}, "status": {"replicas": replicas}}))
+        .into_response(),
+    )
+}
+
+async fn handle_plain(api: FakeApi, req: Request) -> Response {
     let query: BTreeMap<String, String> = url_decode(req.uri().query().unwrap_or(""));
     if req.uri().path() == "/version" {
         if api.inner.lock().unwrap().down {

@@ -218,3 +218,46 @@ async fn the_demo_fails_over_from_a_second_terminal() {
     );
     assert!(guide.contains("/ingress/guangzhou-01/stop"), "{guide}");
 }
+
+/// SIGTERM drops readiness first, keeps answering DNS for `shutdown_delay`, then exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drops_readiness_before_dns_stops() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gslb = crate::harness::ServeProcess::start(
+        &dir.path().join("gslb.toml"),
+        "shutdown_delay = \"3s\"",
+        &two_cluster_app(&block, port, "failover", ""),
+    )
+    .await;
+    let readyz = format!("{}/readyz", gslb.admin_url());
+    eventually(Duration::from_secs(10), "ready", || async {
+        (http_get(&readyz).await.0 == 200).then_some(())
+    })
+    .await;
+    let pid = gslb.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    eventually(Duration::from_secs(2), "readiness to drop", || async {
+        (http_get(&readyz).await.0 == 503).then_some(())
+    })
+    .await;
+    // Not ready, yet still answering.
+    assert_eq!(
+        dig(gslb.dns, "tke-demo.cn A").await.rdata("A"),
+        vec![block.ip(1).to_string()]
+    );
+    let mut child = gslb.child;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

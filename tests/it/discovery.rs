@@ -297,3 +297,101 @@ async fn kubeconfig_contexts_read_each_member_cluster() {
     wait_answer(&gslb, &[&ip2], "failover on zero ready replicas").await;
     gslb.stop().await;
 }
+
+/// A drill with a real fault: the workload is scaled to zero in the member cluster,
+/// discovery sees zero ready replicas, the answer switches, and the replicas come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scale_to_zero_drill_fails_over_and_restores_the_replicas() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let (gz1, gz2) = (FakeApi::start().await, FakeApi::start().await);
+    for (api, ip) in [(&gz1, &ip1), (&gz2, &ip2)] {
+        api.put("apis/networking.k8s.io/v1/ingresses", json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "qcbm-ingress", "namespace": "qcbm"}, "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}));
+        api.put("apis/apps/v1/deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "qcbm-gateway", "namespace": "qcbm"}, "spec": {"replicas": 3}, "status": {"replicas": 3, "readyReplicas": 3}}));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(
+        dir.path(),
+        &[("guangzhou-01", &gz1), ("guangzhou-02", &gz2)],
+    );
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "kubeconfig", "")).await;
+    wait_answer(&gslb, &[&ip1], "guangzhou-01").await;
+
+    let undo = dir.path().join("undo.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .args([
+            "drill",
+            "run",
+            "--cluster",
+            "guangzhou-01",
+            "--method",
+            "scale-to-zero",
+            "--workload",
+            "qcbm/qcbm-gateway",
+            "--hold",
+            "200ms",
+            "--json",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .arg("--undo-file")
+        .arg(&undo)
+        .args(["--admin", &format!("http://{}", gslb.admin)])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let record: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(record["passed"], true);
+    assert_eq!(record["during"][0]["addresses"], json!([ip2]));
+    assert!(
+        stderr.contains("scaled Deployment qcbm/qcbm-gateway in guangzhou-01 from 3 to 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("back to 3 replicas"), "{stderr}");
+    assert!(!undo.exists(), "the undo record is removed once undone");
+    wait_answer(&gslb, &[&ip1], "guangzhou-01 back").await;
+    gslb.stop().await;
+}
+
+/// `gslb drill undo` puts back what a killed drill left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn drill_undo_restores_an_interrupted_scale() {
+    let api = FakeApi::start().await;
+    api.put("apis/apps/v1/deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "qcbm-gateway", "namespace": "qcbm"}, "spec": {"replicas": 0}, "status": {"replicas": 0, "readyReplicas": 0}}));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("guangzhou-01", &api)]);
+    let undo = dir.path().join("undo.json");
+    std::fs::write(&undo, serde_json::to_string(&json!({"target": {"kubeconfig": kc, "context": "guangzhou-01", "kind": "Deployment", "namespace": "qcbm", "name": "qcbm-gateway"}, "replicas": 2})).unwrap()).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .args(["drill", "undo", "--undo-file"])
+        .arg(&undo)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("back to 2 replicas"));
+    assert!(!undo.exists());
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .args(["drill", "undo", "--undo-file"])
+        .arg(&undo)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("no drill to undo")
+    );
+}

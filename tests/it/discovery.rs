@@ -395,3 +395,74 @@ async fn drill_undo_restores_an_interrupted_scale() {
             && String::from_utf8_lossy(&again.stderr).contains("no drill to undo")
     );
 }
+
+/// Every gslb metric that the shipped Grafana dashboard and Prometheus alert rules query
+/// is in a real scrape of a gslb that has discovery, an override and some queries.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_and_alerts_query_only_metrics_gslb_exports() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let api = FakeApi::start().await;
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "True"),
+    );
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-02", "bbbb", "True"),
+    );
+    api.put(
+        DESCRIPTIONS,
+        description("guangzhou-01", "aaaa", &block.ip(1).to_string(), 2),
+    );
+    api.put(
+        DESCRIPTIONS,
+        description("guangzhou-02", "bbbb", &block.ip(2).to_string(), 2),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
+    wait_answer(&gslb, &[&block.ip(1).to_string()], "the primary").await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let set = http
+        .post(format!("http://{}/api/v1/overrides", gslb.admin))
+        .header("content-type", "application/json")
+        .body(r#"{"cluster":"guangzhou-02","kind":"drain","reason":"metrics test"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 201);
+    gslb.dig("tke-demo.cn A").await;
+    let (_, scrape) = gslb.get("/metrics").await;
+    let exported: std::collections::BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "deploy/grafana/gslb-dashboard.json",
+        "deploy/prometheus/gslb-rules.yaml",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        let mut queried = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("gslb_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            queried.insert(name);
+        }
+        assert!(!queried.is_empty(), "{file} queries no gslb metric?");
+        for name in &queried {
+            // A histogram's own name stands for its _bucket/_sum/_count series.
+            let found = exported.contains(name.as_str())
+                || exported.contains(format!("{name}_bucket").as_str());
+            assert!(
+                found,
+                "{file} queries {name}, which gslb does not export:\n{scrape}"
+            );
+        }
+    }
+    gslb.stop().await;
+}

@@ -11,6 +11,7 @@ mod discovery;
 mod dns;
 mod failover;
 mod harness;
+mod hostile;
 mod operations;
 mod resolver;
 mod tls;

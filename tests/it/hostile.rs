@@ -1,0 +1,151 @@
+//! Hostile and malformed packets, table-driven: each gets the right rcode or a silent
+//! drop, and the server keeps answering normal queries afterwards.
+
+use std::time::Duration;
+
+use crate::harness::{Block, Gslb, stand_ins, two_cluster_app};
+
+/// What a hostile packet must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Drop,
+    Rcode(u8),
+    /// NOERROR with at most this many answer records.
+    Answers(u16),
+}
+
+const FORMERR: u8 = 1;
+const NOTIMP: u8 = 4;
+const REFUSED: u8 = 5;
+
+fn header(id: u16, flags: u16, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+    let mut h = Vec::new();
+    for v in [id, flags, qd, an, ns, ar] {
+        h.extend_from_slice(&v.to_be_bytes());
+    }
+    h
+}
+
+fn name(labels: &[&str]) -> Vec<u8> {
+    let mut n = Vec::new();
+    for l in labels {
+        n.push(l.len() as u8);
+        n.extend_from_slice(l.as_bytes());
+    }
+    n.push(0);
+    n
+}
+
+fn question(labels: &[&str], qtype: u16, qclass: u16) -> Vec<u8> {
+    let mut q = name(labels);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&qclass.to_be_bytes());
+    q
+}
+
+/// An OPT record: `bufsize`, extended rcode 0, `version`.
+fn opt(bufsize: u16, version: u8) -> Vec<u8> {
+    let mut o = vec![0]; // root name
+    o.extend_from_slice(&41u16.to_be_bytes());
+    o.extend_from_slice(&bufsize.to_be_bytes());
+    o.extend_from_slice(&[0, version, 0, 0]);
+    o.extend_from_slice(&0u16.to_be_bytes());
+    o
+}
+
+fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
+    let zone = ["tke-demo", "cn"];
+    let q = |labels: &[&str], t: u16, c: u16| question(labels, t, c);
+    let mut v = Vec::new();
+    v.push(("empty", vec![], Expect::Drop));
+    v.push(("truncated header", vec![0x12, 0x34, 0x01], Expect::Drop));
+    v.push(("QDCOUNT 0", header(1, 0x0100, 0, 0, 0, 0), Expect::Rcode(FORMERR)));
+    let mut two = header(2, 0x0100, 2, 0, 0, 0);
+    two.extend(q(&zone, 1, 1));
+    two.extend(q(&zone, 28, 1));
+    v.push(("QDCOUNT 2", two, Expect::Rcode(FORMERR)));
+    let mut claims = header(3, 0x0100, 1, 0, 0, 0);
+    claims.extend_from_slice(&[8, b'n', b'o']); // label longer than the packet
+    v.push(("question cut short", claims, Expect::Rcode(FORMERR)));
+    let mut looped = header(4, 0x0100, 1, 0, 0, 0);
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // pointer to itself
+    v.push(("compression pointer loop", looped, Expect::Rcode(FORMERR)));
+    let mut long_label = header(5, 0x0100, 1, 0, 0, 0);
+    long_label.push(64);
+    long_label.extend_from_slice(&[b'a'; 64]);
+    long_label.extend_from_slice(&[0, 0, 1, 0, 1]);
+    v.push(("label of 64 bytes", long_label, Expect::Rcode(FORMERR)));
+    let mut long_name = header(6, 0x0100, 1, 0, 0, 0);
+    for _ in 0..5 {
+        long_name.push(60);
+        long_name.extend_from_slice(&[b'a'; 60]);
+    }
+    long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
+    v.push(("name over 255 bytes", long_name, Expect::Rcode(FORMERR)));
+    for (label, opcode) in [("IQUERY", 1u16), ("NOTIFY", 4), ("UPDATE", 5), ("opcode 15", 15)] {
+        let mut p = header(10 + opcode, opcode << 11, 1, 0, 0, 0);
+        p.extend(q(&zone, 6, 1));
+        v.push((label, p, Expect::Rcode(NOTIMP)));
+    }
+    let mut chaos = header(20, 0x0100, 1, 0, 0, 0);
+    chaos.extend(q(&["version", "bind"], 16, 3));
+    v.push(("CHAOS version.bind", chaos, Expect::Rcode(REFUSED)));
+    let mut big = header(21, 0x0100, 1, 0, 0, 1);
+    big.extend(q(&zone, 1, 1));
+    big.extend(opt(65535, 0));
+    v.push(("EDNS buffer 65535", big, Expect::Answers(1)));
+    let mut tiny = header(22, 0x0100, 1, 0, 0, 1);
+    tiny.extend(q(&zone, 1, 1));
+    tiny.extend(opt(1, 0));
+    v.push(("EDNS buffer 1", tiny, Expect::Answers(1)));
+    let mut any = header(23, 0x0100, 1, 0, 0, 0);
+    any.extend(q(&zone, 255, 1));
+    v.push(("ANY (RFC 8482: one RRset)", any, Expect::Answers(2)));
+    let mut response = header(24, 0x8100, 1, 0, 0, 0);
+    response.extend(q(&zone, 1, 1));
+    v.push(("a response (QR=1), reflection bait", response, Expect::Drop));
+    let mut trailing = header(25, 0x0100, 1, 0, 0, 0);
+    trailing.extend(q(&zone, 1, 1));
+    trailing.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    v.push(("trailing garbage", trailing, Expect::Answers(1)));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_packets_get_the_right_rcode_or_nothing() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb = Gslb::start(&two_cluster_app(&block, port, "failover", "")).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut failures = Vec::new();
+    for (label, packet, expect) in cases() {
+        sock.send_to(&packet, gslb.dns).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let got = tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await;
+        let outcome = match got {
+            Err(_) => Expect::Drop,
+            Ok(Ok(n)) if n >= 12 => {
+                let rcode = buf[3] & 0x0f;
+                let answers = u16::from_be_bytes([buf[6], buf[7]]);
+                if rcode == 0 && matches!(expect, Expect::Answers(_)) {
+                    Expect::Answers(answers)
+                } else {
+                    Expect::Rcode(rcode)
+                }
+            }
+            Ok(r) => panic!("{label}: unexpected receive {r:?}"),
+        };
+        let ok = match (expect, outcome) {
+            (Expect::Answers(max), Expect::Answers(n)) => n >= 1 && n <= max,
+            (e, o) => e == o,
+        };
+        if !ok {
+            failures.push(format!("{label}: expected {expect:?}, got {outcome:?}"));
+        }
+        // After every hostile packet, a normal query is still answered.
+        let d = gslb.dig("tke-demo.cn A").await;
+        assert_eq!(d.rdata("A"), vec![block.ip(1).to_string()], "after {label}: {}", d.raw);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    gslb.stop().await;
+}

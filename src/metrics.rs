@@ -23,6 +23,7 @@ pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const BUILD_INFO: &str = "gslb_build_info";
 pub const OVERRIDE_ACTIVE: &str = "gslb_override_active";
 pub const DISCOVERY_UP: &str = "gslb_discovery_up";
+pub const RATE_LIMITED: &str = "gslb_dns_rate_limited_total";
 pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
 pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
@@ -53,6 +54,7 @@ pub struct Metrics {
     dns_queries: IntCounterVec,
     override_active: IntGaugeVec,
     discovery_up: IntGaugeVec,
+    rate_limited: IntCounterVec,
     discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
     drill_switch: prometheus::Histogram,
@@ -179,6 +181,14 @@ impl Metrics {
             &["source"],
         )
         .unwrap();
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                RATE_LIMITED,
+                "UDP responses held back by response rate limiting: dropped, or slipped (sent truncated).",
+            ),
+            &["action"],
+        )
+        .unwrap();
         for result in ["passed", "failed"] {
             drills.with_label_values(&[result]);
         }
@@ -196,6 +206,7 @@ impl Metrics {
             Box::new(build_info),
             Box::new(override_active.clone()),
             Box::new(discovery_up.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
             Box::new(drill_switch.clone()),
@@ -213,6 +224,7 @@ impl Metrics {
             dns_queries,
             override_active,
             discovery_up,
+            rate_limited,
             discovery_last_sync,
             drills,
             drill_switch,
@@ -273,6 +285,11 @@ impl Metrics {
         self.override_active
             .with_label_values(&[app, cluster, kind])
             .set(i64::from(active));
+    }
+
+    /// Counts a response held back by rate limiting (`drop` or `slip`).
+    pub fn count_rate_limited(&self, action: &str) {
+        self.rate_limited.with_label_values(&[action]).inc();
     }
 
     pub fn set_discovery_up(&self, source: &str, up: bool) {

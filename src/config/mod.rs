@@ -77,6 +77,7 @@ pub struct Server {
     pub admin_token_file: Option<std::path::PathBuf>,
     pub state_file: Option<std::path::PathBuf>,
     pub shutdown_delay: Duration,
+    pub rate_limit: crate::dns::rrl::RrlConfig,
 }
 
 /// Everything wrong with a config file.

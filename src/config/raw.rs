@@ -26,6 +26,46 @@ pub struct RawServer {
     /// balancers stop sending queries first.
     #[serde(default = "default_shutdown_delay")]
     pub shutdown_delay: String,
+    /// `[server.rate_limit]`: response rate limiting over UDP.
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+}
+
+/// `[server.rate_limit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Responses per second per client prefix; 0 turns limiting off.
+    #[serde(default)]
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response goes out truncated; 0 drops them all.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_prefix: u8,
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            responses_per_second: 0,
+            slip: default_slip(),
+            ipv4_prefix: default_v4_prefix(),
+            ipv6_prefix: default_v6_prefix(),
+        }
+    }
+}
+
+fn default_slip() -> u32 {
+    2
+}
+fn default_v4_prefix() -> u8 {
+    24
+}
+fn default_v6_prefix() -> u8 {
+    56
 }
 
 fn default_shutdown_delay() -> String {
@@ -41,6 +81,7 @@ impl Default for RawServer {
             admin_token_file: None,
             state_file: None,
             shutdown_delay: default_shutdown_delay(),
+            rate_limit: RawRateLimit::default(),
         }
     }
 }

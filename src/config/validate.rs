@@ -199,7 +199,23 @@ impl Validator<'_> {
             }
         }
         let shutdown_delay = self.parse(at.then("shutdown_delay"), duration(&raw.shutdown_delay));
+        let rl = &raw.rate_limit;
+        if rl.ipv4_prefix > 32 {
+            self.push(at.then("rate_limit").then("ipv4_prefix"), "must be 0 to 32");
+        }
+        if rl.ipv6_prefix > 128 {
+            self.push(
+                at.then("rate_limit").then("ipv6_prefix"),
+                "must be 0 to 128",
+            );
+        }
         Some(Server {
+            rate_limit: crate::dns::rrl::RrlConfig {
+                responses_per_second: rl.responses_per_second,
+                slip: rl.slip,
+                ipv4_prefix: rl.ipv4_prefix,
+                ipv6_prefix: rl.ipv6_prefix,
+            },
             shutdown_delay: shutdown_delay?,
             dns_listen,
             admin_listen: admin_listen?,

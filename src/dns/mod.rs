@@ -6,6 +6,7 @@
 //! recurses: names outside our zones get REFUSED.
 
 mod listen;
+pub mod rrl;
 
 use std::sync::Arc;
 
@@ -34,11 +35,20 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 pub struct Handler {
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
+    rrl: Option<Arc<rrl::Rrl>>,
 }
 
 impl Handler {
-    pub fn new(table: Arc<ArcSwap<AnswerTable>>, metrics: Arc<Metrics>) -> Self {
-        Self { table, metrics }
+    pub fn new(
+        table: Arc<ArcSwap<AnswerTable>>,
+        metrics: Arc<Metrics>,
+        rate_limit: rrl::RrlConfig,
+    ) -> Self {
+        Self {
+            table,
+            metrics,
+            rrl: rrl::Rrl::new(rate_limit).map(Arc::new),
+        }
     }
 }
 
@@ -64,6 +74,34 @@ impl RequestHandler for Handler {
             edns = Some(e);
         }
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let verdict = match (&self.rrl, tcp) {
+            (Some(limiter), false) => limiter.check(request.src().ip()),
+            _ => rrl::Verdict::Send,
+        };
+        match verdict {
+            rrl::Verdict::Send => {}
+            rrl::Verdict::Drop => {
+                self.metrics.count_rate_limited("drop");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::Refused;
+                return ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                });
+            }
+            rrl::Verdict::Slip => {
+                self.metrics.count_rate_limited("slip");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.truncation = true;
+                let response = builder.build_no_records(metadata);
+                return self.send(
+                    response_handle.send_response(response).await,
+                    request,
+                    tcp,
+                    qtype,
+                );
+            }
+        }
         if rcode == ResponseCode::NoError {
             if request.metadata.op_code != OpCode::Query {
                 rcode = ResponseCode::NotImp;

@@ -59,7 +59,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let mut v = Vec::new();
     v.push(("empty", vec![], Expect::Drop));
     v.push(("truncated header", vec![0x12, 0x34, 0x01], Expect::Drop));
-    v.push(("QDCOUNT 0", header(1, 0x0100, 0, 0, 0, 0), Expect::Rcode(FORMERR)));
+    v.push((
+        "QDCOUNT 0",
+        header(1, 0x0100, 0, 0, 0, 0),
+        Expect::Rcode(FORMERR),
+    ));
     let mut two = header(2, 0x0100, 2, 0, 0, 0);
     two.extend(q(&zone, 1, 1));
     two.extend(q(&zone, 28, 1));
@@ -82,7 +86,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     }
     long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
     v.push(("name over 255 bytes", long_name, Expect::Rcode(FORMERR)));
-    for (label, opcode) in [("IQUERY", 1u16), ("NOTIFY", 4), ("UPDATE", 5), ("opcode 15", 15)] {
+    for (label, opcode) in [
+        ("IQUERY", 1u16),
+        ("NOTIFY", 4),
+        ("UPDATE", 5),
+        ("opcode 15", 15),
+    ] {
         let mut p = header(10 + opcode, opcode << 11, 1, 0, 0, 0);
         p.extend(q(&zone, 6, 1));
         v.push((label, p, Expect::Rcode(NOTIMP)));
@@ -144,8 +153,80 @@ async fn hostile_packets_get_the_right_rcode_or_nothing() {
         }
         // After every hostile packet, a normal query is still answered.
         let d = gslb.dig("tke-demo.cn A").await;
-        assert_eq!(d.rdata("A"), vec![block.ip(1).to_string()], "after {label}: {}", d.raw);
+        assert_eq!(
+            d.rdata("A"),
+            vec![block.ip(1).to_string()],
+            "after {label}: {}",
+            d.raw
+        );
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    gslb.stop().await;
+}
+
+/// Response rate limiting: a burst from one client prefix gets its budget, then every
+/// second response truncated (so a real client retries over TCP) and the rest dropped;
+/// TCP and other prefixes are unaffected.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limiting_caps_udp_answers_per_prefix() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let text = format!(
+        "[server.rate_limit]\nresponses_per_second = 5\nslip = 2\n{}",
+        two_cluster_app(&block, port, "failover", "")
+    );
+    let gslb = Gslb::start(&text).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let burst = 40u16;
+    for id in 0..burst {
+        let mut p = header(id, 0x0100, 1, 0, 0, 0);
+        p.extend(question(&["tke-demo", "cn"], 1, 1));
+        sock.send_to(&p, gslb.dns).await.unwrap();
+    }
+    let (mut answered, mut truncated) = (0, 0);
+    let mut buf = [0u8; 512];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(300), sock.recv(&mut buf)).await
+    {
+        assert!(n >= 12);
+        if buf[2] & 0x02 != 0 {
+            truncated += 1;
+        } else {
+            answered += 1;
+        }
+    }
+    // 5 a second; the burst may straddle a second boundary, so allow two budgets.
+    assert!(
+        (5..=10).contains(&answered),
+        "answered {answered} of {burst}"
+    );
+    assert!(
+        truncated >= 10,
+        "slip 2: about half of the rest truncated, got {truncated}"
+    );
+    assert!(answered + truncated < u32::from(burst), "the rest dropped");
+    // TCP is not limited, and another prefix has its own budget.
+    assert_eq!(
+        gslb.dig("+tcp tke-demo.cn A").await.rdata("A"),
+        vec![block.ip(1).to_string()]
+    );
+    let other = tokio::net::UdpSocket::bind("127.99.0.1:0").await.unwrap();
+    let mut p = header(7, 0x0100, 1, 0, 0, 0);
+    p.extend(question(&["tke-demo", "cn"], 1, 1));
+    other.send_to(&p, gslb.dns).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 12 && buf[2] & 0x02 == 0 && u16::from_be_bytes([buf[6], buf[7]]) == 1);
+    let (_, metrics) = gslb.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"gslb_dns_rate_limited_total{action="drop"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"gslb_dns_rate_limited_total{action="slip"}"#),
+        "{metrics}"
+    );
     gslb.stop().await;
 }

@@ -7,6 +7,7 @@
 mod admin;
 mod apiserver;
 mod cli;
+mod crash;
 mod discovery;
 mod dns;
 mod failover;

@@ -10,6 +10,17 @@ use crate::harness::{Block, Gslb, dig, eventually, free_port, stand_ins, two_clu
 /// Starts unbound on a free loopback port with a stub zone for tke-demo.cn pointing at
 /// gslb's DNS port. Keep the child and the folder alive as long as it is used.
 pub async fn unbound_for(gslb_port: u16) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    unbound_for_many(&[gslb_port]).await
+}
+
+/// The same with a stub zone listing several gslb instances.
+pub async fn unbound_for_many(
+    gslb_ports: &[u16],
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    let stub_addrs: String = gslb_ports
+        .iter()
+        .map(|p| format!("  stub-addr: 127.0.0.1@{p}\n"))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let uport = free_port();
     let conf = dir.path().join("unbound.conf");
@@ -35,8 +46,7 @@ remote-control:
   control-enable: no
 stub-zone:
   name: "tke-demo.cn"
-  stub-addr: 127.0.0.1@{gslb_port}
-"#,
+{stub_addrs}"#,
             dir = dir.path().display(),
         ),
     )

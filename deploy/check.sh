@@ -10,10 +10,14 @@
 #   3. cross-checks (deploy/check_deploy.py): Clusternet and Karmada objects against
 #      their CRD schemas in ../shared/crds, feeds and selectors against the kustomization,
 #      patches apply, cluster names and DNS addresses agree with the config's zone glue,
-#      Deployment/Services/PDB/NetworkPolicy agree with the config, PrometheusRule equals
-#      the rules file, the dashboard parses and queries only metrics of src/metrics.rs
-#   4. `gslb check-config` on the ConfigMap's TOML (token and state paths rewritten to
-#      a temporary token of 32 characters and a temporary folder)
+#      Deployment/Services/PDB/NetworkPolicy agree with the config (source kubeconfig
+#      mounted from a Secret), the discovery RBAC grants list/watch on exactly what
+#      src/discovery/sources.rs watches, PrometheusRule equals the rules file, the
+#      dashboard parses and queries only metrics of src/metrics.rs
+#   4. `gslb check-config` on the ConfigMap's TOML, and on each of its commented [[source]]
+#      variants (Karmada) put in place of the active source (token, state and source
+#      kubeconfig paths rewritten to a temporary token of 32 characters, a temporary
+#      folder and a dummy kubeconfig: check-config needs them to exist)
 #   5. promtool: check rules, test rules (unit tests), check config
 #   6. if kubectl is installed: `kubectl kustomize deploy/kubernetes` renders and the
 #      result validates
@@ -82,8 +86,10 @@ patched=("$out"/patched/*.yaml)
 validate 1.37.0 "${patched[@]}"
 echo "  ok   ${#patched[@]} objects as patched per cluster (Localizations, OverridePolicies)"
 
-echo "== deploy: gslb check-config on the ConfigMap's TOML"
-cargo run --quiet --locked -- check-config "$out/gslb.toml"
+echo "== deploy: gslb check-config on the ConfigMap's TOML and its [[source]] variants"
+for config in "$out/gslb.toml" "$out"/gslb-variant-*.toml; do
+  cargo run --quiet --locked -- check-config "$config"
+done
 
 echo "== deploy: promtool"
 (cd deploy/prometheus && promtool check rules gslb-rules.yaml && promtool test rules gslb-rules.test.yaml)

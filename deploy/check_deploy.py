@@ -11,12 +11,18 @@ Usage: check_deploy.py REPO CRDS OUT
 - the cluster names agree everywhere (config, Localizations, OverridePolicies), and the
   DNS address pinned per cluster is the glue of one of the zone's name servers;
 - the Deployment, Services, PodDisruptionBudget and NetworkPolicy agree with each other
-  and with the config in the ConfigMap (ports, mounts, token and state paths, probes);
+  and with the config in the ConfigMap (ports, mounts, token, state and source kubeconfig
+  paths, probes; a source without a kubeconfig needs the service account token);
+- the discovery RBAC (clusternet/hub-rbac.yaml, karmada/hub-rbac.yaml,
+  kubernetes/rbac.yaml) grants list and watch on exactly the resources that
+  src/discovery/sources.rs watches for that source kind;
 - the ServiceMonitor selects the admin Service, the PrometheusRule equals the rules file,
   every alert has a unit test, and every gslb_* metric that the alerts and the dashboard
   query exists in src/metrics.rs;
-- the ConfigMap's TOML is written to OUT/gslb.toml, with the token and state paths
-  pointed at OUT, for `gslb check-config`.
+- the ConfigMap's TOML is written to OUT/gslb.toml, with the token, state and source
+  kubeconfig paths pointed at OUT, for `gslb check-config`; so is each commented
+  [[source]] variant (the Karmada one is required), as OUT/gslb-variant-KIND.toml with
+  that source in place of the active one.
 """
 
 import copy
@@ -36,7 +42,8 @@ DEPLOY = os.path.join(REPO, "deploy")
 K8S = os.path.join(DEPLOY, "kubernetes")
 
 # Files of deploy/kubernetes/ that are deliberately not in kustomization.yaml.
-OPTIONAL = {"drill-rbac.yaml"}
+# rbac.yaml: member-cluster read access, for [[source]] kind "kubeconfig" only.
+OPTIONAL = {"drill-rbac.yaml", "rbac.yaml"}
 # Alerts that issue 5 asks for.
 REQUIRED_ALERTS = {
     "GslbClusterDown",
@@ -224,9 +231,69 @@ def config_toml(objects):
     return text, cfg
 
 
-def write_config(text, cfg):
-    """OUT/gslb.toml for check-config: token and state paths pointed into OUT."""
-    os.makedirs(OUT, exist_ok=True)
+SOURCE_KUBECONFIG = re.compile(r'^(\s*kubeconfig\s*=\s*)"([^"]*)"', re.M)
+DUMMY_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: hub
+  cluster:
+    server: http://127.0.0.1:1
+contexts:
+- name: hub
+  context:
+    cluster: hub
+    user: gslb
+current-context: hub
+users:
+- name: gslb
+  user: {}
+"""
+
+
+def source_blocks(text):
+    """(start, end) line ranges of the active [[source]] tables, and the commented ones."""
+    lines = text.split("\n")
+    active, commented = [], []
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if stripped in ("[[source]]", "# [[source]]"):
+            is_comment = stripped.startswith("#")
+            j = i + 1
+            while j < len(lines) and lines[j].strip() and lines[j].strip().startswith("#") == is_comment \
+                    and not lines[j].strip().lstrip("# ").startswith("["):
+                j += 1
+            (commented if is_comment else active).append((i, j))
+            i = j
+        else:
+            i += 1
+    return lines, active, commented
+
+
+def variants(text):
+    """{kind: text} with each commented [[source]] block in place of the active ones."""
+    lines, active, commented = source_blocks(text)
+    out = {}
+    if len(active) != 1:
+        fail(f"gslb.toml: expected one active [[source]], found {len(active)}")
+        return out
+    a0, a1 = active[0]
+    for c0, c1 in commented:
+        block = [re.sub(r"^(\s*)# ?", r"\1", ln, count=1) for ln in lines[c0:c1]]
+        try:
+            kind = tomllib.loads("\n".join(block))["source"][0]["kind"]
+        except (tomllib.TOMLDecodeError, KeyError, IndexError) as e:
+            fail(f"gslb.toml: the commented [[source]] at line {c0 + 1} does not parse: {e}")
+            continue
+        out[kind] = "\n".join(lines[:a0] + block + lines[a1:])
+    if "karmada" not in out:
+        fail("gslb.toml: no commented [[source]] variant of kind karmada")
+    return out
+
+
+def for_check(text, name):
+    """The config with the token, state and kubeconfig paths pointed into OUT."""
+    cfg = tomllib.loads(text)
     server = cfg.get("server", {})
     out = text
     for keyname, replacement in [
@@ -238,15 +305,36 @@ def write_config(text, cfg):
             continue
         quoted = json.dumps(value)
         if out.count(quoted) != 1:
-            fail(f"gslb.toml: cannot rewrite server.{keyname} = {quoted} (found {out.count(quoted)} times)")
+            fail(f"{name}: cannot rewrite server.{keyname} = {quoted} (found {out.count(quoted)} times)")
             continue
         out = out.replace(quoted, json.dumps(replacement))
+    # Every active `kubeconfig = "..."` line is a [[source]]'s (no other table has the key).
+    kubeconfig = os.path.join(OUT, "source.kubeconfig")
+    out, n = SOURCE_KUBECONFIG.subn(lambda m: m.group(1) + json.dumps(kubeconfig), out)
+    wanted = sum(1 for src in cfg.get("source", []) if "kubeconfig" in src)
+    if n != wanted:
+        fail(f"{name}: rewrote {n} kubeconfig paths, but {wanted} [[source]] tables have one")
+    with open(os.path.join(OUT, name), "w", encoding="utf-8") as f:
+        f.write(out)
+    return cfg
+
+
+def write_config(text, cfg):
+    """OUT/gslb.toml and OUT/gslb-variant-KIND.toml for check-config; returns the variants."""
+    os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "admin-token"), "w", encoding="utf-8") as f:
         f.write("0123456789abcdef0123456789abcdef\n")  # a dummy: 32 characters
+    with open(os.path.join(OUT, "source.kubeconfig"), "w", encoding="utf-8") as f:
+        f.write(DUMMY_KUBECONFIG)
     os.makedirs(os.path.join(OUT, "state"), exist_ok=True)
-    with open(os.path.join(OUT, "gslb.toml"), "w", encoding="utf-8") as f:
-        f.write(out)
-    ok(f"config written to {rel(os.path.join(OUT, 'gslb.toml'))} (token and state paths rewritten)")
+    for_check(text, "gslb.toml")
+    written = {}
+    for kind, variant in variants(text).items():
+        name = f"gslb-variant-{kind}.toml"
+        written[kind] = for_check(variant, name)
+    ok(f"config written to {rel(os.path.join(OUT, 'gslb.toml'))}, with the variants "
+       f"{', '.join(sorted(written)) or 'none'} (token, state and kubeconfig paths rewritten)")
+    return written
 
 
 def glue(cfg):
@@ -273,7 +361,7 @@ def addr_port(s):
 
 # --- checks of the Kubernetes objects against each other and the config ---------------
 
-def check_workload(objects, cfg):
+def check_workload(objects, cfg, source_variants=()):
     deploy = one(objects, "Deployment", "gslb")
     if not deploy:
         return
@@ -374,6 +462,21 @@ def check_workload(objects, cfg):
         keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
         if not secret_name or os.path.basename(token) not in keys:
             fail(f"config: admin_token_file {token} is not a key of a Secret mounted there")
+    sa = one(objects, "ServiceAccount", pod.get("serviceAccountName", "default"))
+    automount = pod.get("automountServiceAccountToken", sa.get("automountServiceAccountToken", True))
+    for cf in [cfg] + list(source_variants):
+        for src in cf.get("source", []):
+            kc = src.get("kubeconfig")
+            if kc:
+                found = volume_at(kc)
+                secret_name = found and found[1].get("secret", {}).get("secretName")
+                secret = one(objects, "Secret", secret_name) if secret_name else {}
+                keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+                if not secret_name or os.path.basename(kc) not in keys:
+                    fail(f"config: source {src.get('name')}: kubeconfig {kc} is not a key of a Secret mounted there")
+            elif not automount:
+                fail(f"config: source {src.get('name')} has no kubeconfig (in-cluster credentials), "
+                     f"but the pod does not mount its service account token")
     state = server.get("state_file")
     if state:
         found = volume_at(state)
@@ -583,6 +686,49 @@ def check_pinned(what, pinned, clusters, glue_ips):
         ok(f"{what}: " + ", ".join(f"{c} = {pinned[c]} ({glue_ips[pinned[c]]})" for c in sorted(pinned)))
 
 
+# --- RBAC against what discovery reads -------------------------------------------------
+
+RESOURCE = re.compile(r'resource\(\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",?\s*\)')
+
+
+def check_rbac():
+    """Each discovery RBAC file grants list and watch on exactly what its source watches.
+
+    The resources come from src/discovery/sources.rs: the hub feeds of each source kind,
+    and core_resource (what a kubeconfig source reads in each member). kube-runtime's
+    watcher only lists and watches.
+    """
+    with open(os.path.join(REPO, "src", "discovery", "sources.rs"), encoding="utf-8") as f:
+        src = f.read()
+
+    def between(a, b):
+        i, j = src.find(a), src.find(b, src.find(a) + 1)
+        return src[i:j] if i >= 0 and j > i else ""
+
+    watched = {
+        "clusternet/hub-rbac.yaml": between("SourceKind::Clusternet => {", "SourceKind::Karmada => {"),
+        "karmada/hub-rbac.yaml": between("SourceKind::Karmada => {", "SourceKind::Kubeconfig => {"),
+        "kubernetes/rbac.yaml": between("fn core_resource", "\n}\n"),
+    }
+    for f, code in watched.items():
+        want = {(g, plural) for g, _, _, plural in RESOURCE.findall(code)}
+        if not want:
+            fail(f"src/discovery/sources.rs: cannot find the resources behind deploy/{f}")
+            continue
+        granted, verbs = set(), set()
+        for doc in load_docs(os.path.join(DEPLOY, f)):
+            if doc["kind"] in ("ClusterRole", "Role"):
+                for rule in doc.get("rules", []):
+                    granted |= {(g, r) for g in rule.get("apiGroups", []) for r in rule.get("resources", [])}
+                    verbs |= set(rule.get("verbs", []))
+        if granted != want:
+            fail(f"deploy/{f}: grants {sorted(granted)}, discovery watches {sorted(want)}")
+        elif verbs != {"list", "watch"}:
+            fail(f"deploy/{f}: verbs {sorted(verbs)}, discovery needs exactly list and watch")
+        else:
+            ok(f"deploy/{f}: list and watch on {', '.join(r + '.' + g if g else r for g, r in sorted(want))}")
+
+
 # --- Prometheus, Grafana, metrics -----------------------------------------------------
 
 def metric_names():
@@ -736,10 +882,10 @@ def main():
     text, cfg = config_toml(objects)
     if cfg is None:
         return 1
-    write_config(text, cfg)
+    written = write_config(text, cfg)
     clusters = {c["name"] for c in cfg.get("cluster", [])}
     glue_ips = glue(cfg)
-    check_workload(objects, cfg)
+    check_workload(objects, cfg, written.values())
     check_dockerfile(objects, cfg)
     crds = load_crds()
     if not crds:
@@ -747,6 +893,7 @@ def main():
         return 1
     check_clusternet(objects, crds, clusters, glue_ips)
     check_karmada(objects, crds, clusters, glue_ips)
+    check_rbac()
     known, _ = metric_names()
     check_prometheus(objects, known)
     check_dashboard(known)

@@ -10,6 +10,9 @@
 //!
 //! - [`config`] reads and validates the TOML into a [`model::Inventory`]: zones, clusters,
 //!   apps, and the numbered targets (app, cluster) and endpoints (target, VIP).
+//! - [`discovery`] adds clusters, per-cluster ingress VIPs and workload readiness from
+//!   Clusternet, Karmada or kubeconfig contexts (list+watch), merged into new
+//!   inventories that [`app`] applies through health.
 //! - [`probe`] runs one task per endpoint (HTTP(S) with the app's Host, or TCP) and sends
 //!   each result, as data, to health.
 //! - [`health`] feeds results to a pure rise/fall state machine per endpoint, derives each

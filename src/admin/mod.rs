@@ -132,7 +132,7 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: starting (waiting for the first probe of every target) or shutting down\n",
+            "not ready: starting (waiting for discovery and the first probe of every target) or shutting down\n",
         )
     }
 }

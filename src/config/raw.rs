@@ -220,7 +220,8 @@ pub struct RawSource {
     pub name: String,
     /// `clusternet`, `karmada` or `kubeconfig`.
     pub kind: String,
-    /// Default: in-cluster config, else `$KUBECONFIG` or `~/.kube/config`.
+    /// Default: `$KUBECONFIG` or `~/.kube/config` if present, else the in-cluster
+    /// service account.
     pub kubeconfig: Option<String>,
     /// The hub's context (clusternet, karmada); default: the current context.
     pub context: Option<String>,

@@ -63,9 +63,11 @@ pub fn merge(base: &Base, views: &[View]) -> Inventory {
             let kube = app.kube.as_ref();
             let discovered: Option<Vec<IpAddr>> =
                 kube.and_then(|k| k.ingress.as_ref()).and_then(|ingress| {
+                    let key = (ingress.clone(), cluster.name.clone());
                     views
                         .iter()
-                        .find_map(|v| v.vips.get(&(ingress.clone(), cluster.name.clone())))
+                        .filter_map(|v| v.vips.get(&key))
+                        .find(|vips| !vips.is_empty())
                         .cloned()
                 });
             let vips = discovered

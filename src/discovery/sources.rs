@@ -251,6 +251,12 @@ pub(super) async fn run(
                 up = Some(false);
                 continue;
             }
+            // `Init` is announced before each list attempt, before the API has said
+            // anything: it proves nothing about reachability.
+            Ok(watcher::Event::Init) => {
+                synced[feed] = false;
+                continue;
+            }
             Ok(event) => {
                 if up == Some(false) {
                     tracing::info!(source = %name, "discovery API reachable again");
@@ -258,10 +264,8 @@ pub(super) async fn run(
                 up = Some(true);
                 metrics.set_discovery_up(&name, true);
                 metrics.set_discovery_synced(&name, SystemTime::now());
-                match event {
-                    watcher::Event::InitDone => synced[feed] = true,
-                    watcher::Event::Init => synced[feed] = false,
-                    _ => {}
+                if matches!(event, watcher::Event::InitDone) {
+                    synced[feed] = true;
                 }
             }
         }

@@ -466,3 +466,40 @@ async fn the_dashboard_and_alerts_query_only_metrics_gslb_exports() {
     }
     gslb.stop().await;
 }
+
+/// Started while the API is down: discovery stays down (no flapping), gslb is not ready,
+/// and both change once the API answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn starting_while_the_api_is_down_waits_without_flapping() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let api = FakeApi::start().await;
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "True"),
+    );
+    api.put(
+        DESCRIPTIONS,
+        description("guangzhou-01", "aaaa", &block.ip(1).to_string(), 2),
+    );
+    api.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
+    for _ in 0..15 {
+        assert!(
+            metric(&gslb, r#"gslb_discovery_up{source="hub"} 0"#).await,
+            "discovery_up must stay 0 while the API is down"
+        );
+        assert_eq!(gslb.get("/readyz").await.0, 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    api.set_down(false);
+    wait_answer(&gslb, &[&block.ip(1).to_string()], "the discovered VIP").await;
+    eventually(LIMIT, "ready", || async {
+        (gslb.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(metric(&gslb, r#"gslb_discovery_up{source="hub"} 1"#).await);
+    gslb.stop().await;
+}

@@ -149,6 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let probes = probe::spawn_all(&inventory, report_tx.clone(), cancel.child_token())?;
     let (inventory_tx, inventory_rx) = mpsc::channel(16);
+    let discovery_status = Arc::new(crate::discovery::DiscoveryStatus::default());
     if !sources.is_empty() {
         let base = Arc::new(crate::discovery::Base {
             inventory: inventory.as_ref().clone(),
@@ -159,6 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             base,
             inventory_tx,
             metrics.clone(),
+            discovery_status.clone(),
             &mut tasks,
             cancel.clone(),
         );
@@ -192,6 +194,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mutations: Arc::new(mutations),
         state,
         dns_addrs: dns.local_addrs.clone(),
+        discovery: discovery_status,
     };
     let admin_cancel = cancel.clone();
     tasks.spawn(async move {

@@ -63,6 +63,8 @@ pub struct AdminState {
     pub state: Option<Arc<StateStore>>,
     /// The DNS listeners, for clients (drills) that query gslb itself.
     pub dns_addrs: Vec<SocketAddr>,
+    /// How each discovery source is doing.
+    pub discovery: Arc<crate::discovery::DiscoveryStatus>,
 }
 
 /// The admin routes.
@@ -155,11 +157,13 @@ impl AdminState {
 
 async fn status(State(s): State<AdminState>) -> impl IntoResponse {
     let (health, table) = s.current();
-    Json(status::report(
+    let mut report = status::report(
         &health.inventory,
         &health,
         &table,
         s.ready.load(Ordering::Acquire),
         &s.dns_addrs,
-    ))
+    );
+    report.sources = s.discovery.sources();
+    Json(report)
 }

@@ -22,6 +22,9 @@ pub struct StatusReport {
     pub targets: Vec<TargetStatus>,
     #[serde(default)]
     pub overrides: Vec<Override>,
+    /// Discovery sources; one that is not `up` is stale: its last view stays in force.
+    #[serde(default)]
+    pub sources: Vec<crate::discovery::SourceState>,
     pub apps: Vec<AppStatus>,
 }
 
@@ -156,6 +159,7 @@ pub fn report(
         dns: dns.iter().map(ToString::to_string).collect(),
         targets,
         overrides: health.overrides.clone(),
+        sources: Vec::new(),
         apps,
     }
 }
@@ -171,6 +175,27 @@ pub fn render(report: &StatusReport) -> String {
         if report.ready { "yes" } else { "no" },
         report.serial
     );
+    for src in &report.sources {
+        let _ = writeln!(
+            out,
+            "discovery {} ({}): {}{}{}",
+            src.name,
+            src.kind,
+            if src.up {
+                "up"
+            } else {
+                "DOWN, serving its last known state (stale)"
+            },
+            src.last_sync
+                .map(|t| format!(", last sync {}", time(t)))
+                .unwrap_or_default(),
+            src.last_error
+                .as_ref()
+                .filter(|_| !src.up)
+                .map(|e| format!(", error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,63 @@ pub struct Replicas {
     pub desired: u32,
 }
 
+/// How each source is doing, for the status API. Written by the source tasks, read by
+/// admin; never touched on the DNS path.
+#[derive(Debug, Default)]
+pub struct DiscoveryStatus(std::sync::Mutex<BTreeMap<String, SourceState>>);
+
+/// One source's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    pub name: String,
+    pub kind: String,
+    /// The API answers. While it does not, the last known view stays in force (stale).
+    pub up: bool,
+    #[serde(with = "crate::rfc3339::option")]
+    pub last_sync: Option<std::time::SystemTime>,
+    pub last_error: Option<String>,
+}
+
+impl DiscoveryStatus {
+    /// Every source, by name.
+    pub fn sources(&self) -> Vec<SourceState> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceState>> {
+        // Never held across an await; a poisoned map is still a valid map.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reports a source's reachability to metrics and the status API together.
+#[derive(Clone)]
+pub(crate) struct Tracker {
+    name: String,
+    metrics: Arc<Metrics>,
+    status: Arc<DiscoveryStatus>,
+}
+
+impl Tracker {
+    pub(crate) fn up(&self) {
+        let now = std::time::SystemTime::now();
+        self.metrics.set_discovery_up(&self.name, true);
+        self.metrics.set_discovery_synced(&self.name, now);
+        if let Some(s) = self.status.lock().get_mut(&self.name) {
+            s.up = true;
+            s.last_sync = Some(now);
+        }
+    }
+
+    pub(crate) fn down(&self, error: String) {
+        self.metrics.set_discovery_up(&self.name, false);
+        if let Some(s) = self.status.lock().get_mut(&self.name) {
+            s.up = false;
+            s.last_error = Some(error);
+        }
+    }
+}
+
 /// Starts a task per source and the merge task, which sends each new inventory to
 /// `inventories`.
 pub fn spawn(
@@ -73,6 +131,7 @@ pub fn spawn(
     base: Arc<Base>,
     inventories: mpsc::Sender<Inventory>,
     metrics: Arc<Metrics>,
+    status: Arc<DiscoveryStatus>,
     tasks: &mut JoinSet<()>,
     cancel: CancellationToken,
 ) {
@@ -80,12 +139,27 @@ pub fn spawn(
     let refs = referenced_objects(&base.inventory);
     for (i, source) in sources.iter().enumerate() {
         metrics.set_discovery_up(&source.name, false);
+        status.lock().insert(
+            source.name.clone(),
+            SourceState {
+                name: source.name.clone(),
+                kind: source.kind.as_str().to_owned(),
+                up: false,
+                last_sync: None,
+                last_error: None,
+            },
+        );
+        let tracker = Tracker {
+            name: source.name.clone(),
+            metrics: metrics.clone(),
+            status: status.clone(),
+        };
         tasks.spawn(sources::run(
             i,
             source.clone(),
             refs.clone(),
             views_tx.clone(),
-            metrics.clone(),
+            tracker,
             cancel.clone(),
         ));
     }

@@ -1,8 +1,7 @@
 //! The source tasks: kube clients, watchers into reflector stores, and the views built
 //! from the stores.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -15,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use super::objects::{load_balancer_ips, ready_condition, replicas};
 use super::{SeenCluster, View};
 use crate::config::{Source, SourceKind};
-use crate::metrics::Metrics;
 use crate::model::ObjectRef;
 
 /// Wait before retrying a source whose client cannot even be built (bad kubeconfig).
@@ -196,7 +194,7 @@ pub(super) async fn run(
     source: Source,
     refs: Vec<ObjectRef>,
     views: mpsc::Sender<(usize, View)>,
-    metrics: Arc<Metrics>,
+    tracker: super::Tracker,
     cancel: CancellationToken,
 ) {
     let name = source.name.clone();
@@ -205,6 +203,7 @@ pub(super) async fn run(
             Ok(f) => break f,
             Err(e) => {
                 tracing::error!(source = %name, error = %format!("{e:#}"), "cannot set up discovery; retrying in 30s");
+                tracker.down(format!("{e:#}"));
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(CLIENT_RETRY) => {}
@@ -223,8 +222,7 @@ pub(super) async fn run(
         // Nothing to watch (a kubeconfig source with no objects named): the members are the view.
         let view = build(&feeds);
         let _ = views.send((index, view)).await;
-        metrics.set_discovery_up(&name, true);
-        metrics.set_discovery_synced(&name, SystemTime::now());
+        tracker.up();
         cancel.cancelled().await;
         return;
     }
@@ -236,8 +234,7 @@ pub(super) async fn run(
                 if reachable(&clients).await {
                     tracing::info!(source = %name, "discovery API reachable again");
                     up = Some(true);
-                    metrics.set_discovery_up(&name, true);
-                    metrics.set_discovery_synced(&name, SystemTime::now());
+                    tracker.up();
                 }
                 continue;
             }
@@ -246,7 +243,7 @@ pub(super) async fn run(
             Err(e) => {
                 if up != Some(false) {
                     tracing::warn!(source = %name, error = %e, "discovery API unreachable: keeping the last known state and retrying with backoff");
-                    metrics.set_discovery_up(&name, false);
+                    tracker.down(e.to_string());
                 }
                 up = Some(false);
                 continue;
@@ -262,8 +259,7 @@ pub(super) async fn run(
                     tracing::info!(source = %name, "discovery API reachable again");
                 }
                 up = Some(true);
-                metrics.set_discovery_up(&name, true);
-                metrics.set_discovery_synced(&name, SystemTime::now());
+                tracker.up();
                 if matches!(event, watcher::Event::InitDone) {
                     synced[feed] = true;
                 }

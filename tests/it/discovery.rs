@@ -216,6 +216,14 @@ async fn an_unreachable_api_keeps_the_last_state_and_a_410_forces_a_relist() {
             .then_some(())
     })
     .await;
+    let (_, status) = gslb.get("/api/v1/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["sources"][0]["name"], "hub");
+    assert_eq!(
+        status["sources"][0]["up"], false,
+        "stale in status: {status}"
+    );
+    assert!(status["sources"][0]["last_sync"].is_string());
     // Nothing fails over because the API is gone.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

@@ -230,3 +230,74 @@ async fn rate_limiting_caps_udp_answers_per_prefix() {
     );
     gslb.stop().await;
 }
+
+/// Slow clients (one byte a second, on many connections) do not stop a normal client
+/// from being answered over TCP; pipelined queries on one connection are all answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_tcp_clients_do_not_block_others_and_pipelining_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb = Gslb::start(&two_cluster_app(&block, port, "failover", "")).await;
+    let mut query = header(99, 0x0100, 1, 0, 0, 0);
+    query.extend(question(&["tke-demo", "cn"], 1, 1));
+    let framed: Vec<u8> = [(query.len() as u16).to_be_bytes().to_vec(), query.clone()].concat();
+
+    // 200 connections dribbling one byte a second, for a bounded 4 s.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (dns, framed, stop) = (gslb.dns, framed.clone(), stop.clone());
+        slow.spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(dns).await else {
+                return;
+            };
+            for b in framed.iter().take(4) {
+                if s.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        let d = gslb.dig("+tcp tke-demo.cn A").await;
+        assert_eq!(
+            d.rdata("A"),
+            vec![block.ip(1).to_string()],
+            "a normal TCP client among slow ones: {}",
+            d.raw
+        );
+    }
+
+    // Three queries written at once on one connection: three answers, ids matched.
+    let mut s = tokio::net::TcpStream::connect(gslb.dns).await.unwrap();
+    let mut burst = Vec::new();
+    for id in [1u16, 2, 3] {
+        let mut q = query.clone();
+        q[..2].copy_from_slice(&id.to_be_bytes());
+        burst.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        burst.extend(q);
+    }
+    s.write_all(&burst).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut len = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut msg).await.unwrap();
+        ids.push(u16::from_be_bytes([msg[0], msg[1]]));
+    }
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    stop.cancel();
+    while slow.join_next().await.is_some() {}
+    gslb.stop().await;
+}

@@ -11,6 +11,7 @@ mod crash;
 mod discovery;
 mod dns;
 mod failover;
+mod fuzz;
 mod harness;
 mod hostile;
 mod operations;

@@ -41,6 +41,7 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     pub table: Arc<ArcSwap<AnswerTable>>,
     shutdown_delay: Duration,
+    reload_tx: mpsc::Sender<ReloadRequest>,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -66,6 +67,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         inventory,
         sources,
         app_clusters,
+        path,
     } = config;
     let inventory = Arc::new(inventory);
     let metrics = Arc::new(Metrics::new());
@@ -150,23 +152,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let probes = probe::spawn_all(&inventory, report_tx.clone(), cancel.child_token())?;
     let (inventory_tx, inventory_rx) = mpsc::channel(16);
     let discovery_status = Arc::new(crate::discovery::DiscoveryStatus::default());
+    let (base_tx, base_rx) = watch::channel(Arc::new(crate::discovery::Base {
+        inventory: inventory.as_ref().clone(),
+        app_clusters,
+    }));
     if !sources.is_empty() {
-        let base = Arc::new(crate::discovery::Base {
-            inventory: inventory.as_ref().clone(),
-            app_clusters,
-        });
         crate::discovery::spawn(
             &sources,
-            base,
-            inventory_tx,
+            base_rx,
+            inventory_tx.clone(),
             metrics.clone(),
             discovery_status.clone(),
             &mut tasks,
             cancel.clone(),
         );
-    } else {
-        drop((inventory_tx, app_clusters));
     }
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    tasks.spawn(reload_loop(
+        path,
+        reload_rx,
+        ReloadTargets {
+            server: server.clone(),
+            sources: sources.clone(),
+            inventories: inventory_tx,
+            base: base_tx,
+            metrics: metrics.clone(),
+        },
+    ));
     // Ready waits for discovery's first full inventory, when there are sources.
     let (discovered_tx, discovered_rx) = watch::channel(sources.is_empty());
     tasks.spawn(apply_inventories(
@@ -195,6 +207,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         state,
         dns_addrs: dns.local_addrs.clone(),
         discovery: discovery_status,
+        reload: reload_tx.clone(),
     };
     let admin_cancel = cancel.clone();
     tasks.spawn(async move {
@@ -215,19 +228,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         table,
         shutdown_delay: server.shutdown_delay,
+        reload_tx,
         dns,
         cancel,
         tasks,
     })
 }
 
+/// A reload request: the reply says what changed, or why nothing did.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 impl Running {
+    /// Reloads the config file (as SIGHUP does).
+    ///
+    /// # Errors
+    ///
+    /// The config's problems: the running config then stays in force.
+    pub async fn reload(&self) -> Result<String, String> {
+        request_reload(&self.reload_tx).await
+    }
+
     /// Stops in order: readiness, DNS, then probes, health and admin.
     ///
     /// # Errors
     ///
     /// When the DNS server reports a listener failure on the way down.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // The reload task ends when every sender is gone; ours is the last after admin's.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.reload_tx, closed));
         self.ready.store(false, Ordering::Release);
         if !self.shutdown_delay.is_zero() {
             tracing::info!(delay = %humantime::format_duration(self.shutdown_delay), "not ready; still answering DNS for the shutdown delay");
@@ -265,7 +294,13 @@ async fn apply_inventories(
                 }
             },
         };
-        let same_endpoints = inventory.endpoint_keys() == current.endpoint_keys();
+        // Probes are replaced when what they probe, or how, changed.
+        let same_endpoints = inventory.endpoint_keys() == current.endpoint_keys()
+            && inventory
+                .apps
+                .iter()
+                .map(|a| &a.probe)
+                .eq(current.apps.iter().map(|a| &a.probe));
         inventory.generation = current.generation + u64::from(!same_endpoints);
         if inventory == *current {
             discovered.send_replace(true);
@@ -321,8 +356,19 @@ async fn plan_answers(
         let inventory = snapshot.inventory.clone();
         let next = AnswerTable::build(&snapshot, serial);
         let prev = table.load();
-        for ((app, before), after) in inventory.apps.iter().zip(&prev.apps).zip(&next.apps) {
+        for (app, after) in inventory.apps.iter().zip(&next.apps) {
             let name = app.display_name();
+            // Match the previous plan by name: a reload may add, drop or reorder apps.
+            let Some(before) = prev
+                .inventory
+                .apps
+                .iter()
+                .position(|a| a.name == app.name)
+                .map(|i| &prev.apps[i])
+            else {
+                metrics.init_app(&name, after.fail_open);
+                continue;
+            };
             let (mut was, mut now) = (before.addresses(), after.addresses());
             was.sort();
             now.sort();
@@ -393,4 +439,92 @@ fn next_serial(last: u32) -> u32 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     now.max(last.wrapping_add(1))
+}
+
+/// Sends a reload request and waits for its outcome.
+///
+/// # Errors
+///
+/// The config's problems, or that gslb is shutting down.
+pub async fn request_reload(tx: &mpsc::Sender<ReloadRequest>) -> Result<String, String> {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    tx.send(reply)
+        .await
+        .map_err(|_| "shutting down".to_owned())?;
+    outcome.await.map_err(|_| "shutting down".to_owned())?
+}
+
+/// Where a reloaded config goes.
+struct ReloadTargets {
+    server: crate::config::Server,
+    sources: Vec<crate::config::Source>,
+    /// Without sources, the new static inventory is applied directly.
+    inventories: mpsc::Sender<Inventory>,
+    /// With sources, discovery merges its views with the new static config.
+    base: watch::Sender<Arc<crate::discovery::Base>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Reloads the config file on request: a valid one replaces zones, clusters and apps
+/// without dropping a query (through the same path as discovery); an invalid one is
+/// rejected with its problems and the running config stays.
+async fn reload_loop(
+    path: Option<std::path::PathBuf>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    targets: ReloadTargets,
+) {
+    while let Some(reply) = requests.recv().await {
+        let outcome = match &path {
+            None => Err("this gslb was not started from a config file".to_owned()),
+            Some(path) => reload_once(path, &targets).await,
+        };
+        let result = if outcome.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        targets.metrics.count_reload(result);
+        match &outcome {
+            Ok(summary) => tracing::info!(%summary, "config reloaded"),
+            Err(e) => {
+                tracing::error!(problems = %e, "config reload rejected; the running config stays")
+            }
+        }
+        let _ = reply.send(outcome);
+    }
+}
+
+async fn reload_once(path: &std::path::Path, targets: &ReloadTargets) -> Result<String, String> {
+    let config = crate::config::load(path).map_err(|e| e.to_string())?;
+    let mut notes = Vec::new();
+    if config.server != targets.server {
+        notes.push("[server] changes need a restart and were not applied".to_owned());
+    }
+    if config.sources != targets.sources {
+        notes.push("[[source]] changes need a restart and were not applied".to_owned());
+    }
+    let summary = format!(
+        "{} zones, {} clusters, {} apps{}",
+        config.inventory.zones.len(),
+        config.inventory.clusters.len(),
+        config.inventory.apps.len(),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        }
+    );
+    if targets.sources.is_empty() {
+        targets
+            .inventories
+            .send(config.inventory)
+            .await
+            .map_err(|_| "shutting down".to_owned())?;
+    } else {
+        targets.base.send_replace(Arc::new(crate::discovery::Base {
+            inventory: config.inventory,
+            app_clusters: config.app_clusters,
+        }));
+    }
+    Ok(summary)
 }

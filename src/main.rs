@@ -85,7 +85,23 @@ async fn run(command: Command) -> ExitCode {
 
 async fn serve(config: config::Config) -> anyhow::Result<()> {
     let running = app::start(config).await?;
-    shutdown_signal().await;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hup.recv() => {
+                    // The outcome is logged (and counted) by the reload itself.
+                    let _ = running.reload().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown.await;
     running.shutdown().await
 }
 

@@ -24,6 +24,7 @@ pub const BUILD_INFO: &str = "gslb_build_info";
 pub const OVERRIDE_ACTIVE: &str = "gslb_override_active";
 pub const DISCOVERY_UP: &str = "gslb_discovery_up";
 pub const RATE_LIMITED: &str = "gslb_dns_rate_limited_total";
+pub const CONFIG_RELOADS: &str = "gslb_config_reloads_total";
 pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
 pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
@@ -55,6 +56,7 @@ pub struct Metrics {
     override_active: IntGaugeVec,
     discovery_up: IntGaugeVec,
     rate_limited: IntCounterVec,
+    reloads: IntCounterVec,
     discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
     drill_switch: prometheus::Histogram,
@@ -189,6 +191,17 @@ impl Metrics {
             &["action"],
         )
         .unwrap();
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                CONFIG_RELOADS,
+                "Config reloads, by result: success or failure.",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
         for result in ["passed", "failed"] {
             drills.with_label_values(&[result]);
         }
@@ -207,6 +220,7 @@ impl Metrics {
             Box::new(override_active.clone()),
             Box::new(discovery_up.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(reloads.clone()),
             Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
             Box::new(drill_switch.clone()),
@@ -225,6 +239,7 @@ impl Metrics {
             override_active,
             discovery_up,
             rate_limited,
+            reloads,
             discovery_last_sync,
             drills,
             drill_switch,
@@ -285,6 +300,10 @@ impl Metrics {
         self.override_active
             .with_label_values(&[app, cluster, kind])
             .set(i64::from(active));
+    }
+
+    pub fn count_reload(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// Counts a response held back by rate limiting (`drop` or `slip`).

@@ -13,6 +13,7 @@
 //! | `GET /api/v1/drills` | past drills |
 //! | `POST /api/v1/drills` | record a drill's timeline (token) |
 //! | `GET /api/v1/drills/plan?cluster=X` | what each app would answer if X failed |
+//! | `POST /api/v1/reload` | reload the config file, like SIGHUP (token) |
 //!
 //! Mutating calls are authorized by [`auth`]; every change is one audit log line
 //! (target `gslb::audit`). Request bodies are capped at 64 KiB.
@@ -65,6 +66,8 @@ pub struct AdminState {
     pub dns_addrs: Vec<SocketAddr>,
     /// How each discovery source is doing.
     pub discovery: Arc<crate::discovery::DiscoveryStatus>,
+    /// Reload requests (`POST /api/v1/reload`).
+    pub reload: mpsc::Sender<crate::app::ReloadRequest>,
 }
 
 /// The admin routes.
@@ -83,6 +86,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/explain", get(explain::handler))
         .route("/api/v1/drills", get(drills::list).post(drills::record))
         .route("/api/v1/drills/plan", get(drills::plan))
+        .route("/api/v1/reload", axum::routing::post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -152,6 +156,17 @@ impl AdminState {
             let table = Arc::new(AnswerTable::build(&health, table.serial));
             (health, table)
         }
+    }
+}
+
+async fn reload(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err((code, msg)) = s.mutations.authorize(&headers) {
+        return error(code, msg);
+    }
+    tracing::info!(target: "gslb::audit", action = "config.reload", "config reload requested");
+    match crate::app::request_reload(&s.reload).await {
+        Ok(summary) => Json(serde_json::json!({ "reloaded": summary })).into_response(),
+        Err(problems) => error(StatusCode::UNPROCESSABLE_ENTITY, problems),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Config {
     /// Each app's `clusters` list as written (`None`: every cluster), names included
     /// that only discovery will know.
     pub app_clusters: Vec<Option<Vec<String>>>,
+    /// The file it was read from (for reloads), if any.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// A validated `[[source]]`.
@@ -133,7 +135,10 @@ impl std::error::Error for ConfigError {}
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file),
+        Ok(text) => parse(&text, &file).map(|mut c| {
+            c.path = Some(path.to_owned());
+            c
+        }),
         Err(e) => Err(ConfigError {
             file,
             problems: vec![Problem {

@@ -118,6 +118,7 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         ),
         sources: sources.into_iter().flatten().collect(),
         app_clusters,
+        path: None,
     })
 }
 

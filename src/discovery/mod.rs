@@ -128,7 +128,7 @@ impl Tracker {
 /// `inventories`.
 pub fn spawn(
     sources: &[Source],
-    base: Arc<Base>,
+    mut base: tokio::sync::watch::Receiver<Arc<Base>>,
     inventories: mpsc::Sender<Inventory>,
     metrics: Arc<Metrics>,
     status: Arc<DiscoveryStatus>,
@@ -136,7 +136,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) {
     let (views_tx, mut views_rx) = mpsc::channel::<(usize, View)>(64);
-    let refs = referenced_objects(&base.inventory);
+    let refs = referenced_objects(&base.borrow().inventory);
     for (i, source) in sources.iter().enumerate() {
         metrics.set_discovery_up(&source.name, false);
         status.lock().insert(
@@ -166,13 +166,21 @@ pub fn spawn(
     let count = sources.len();
     tasks.spawn(async move {
         let mut views: Vec<Option<View>> = vec![None; count];
-        while let Some((i, view)) = views_rx.recv().await {
-            views[i] = Some(view);
+        loop {
+            // A new view, or a reloaded config to merge the same views with.
+            tokio::select! {
+                v = views_rx.recv() => match v {
+                    Some((i, view)) => views[i] = Some(view),
+                    None => return,
+                },
+                r = base.changed() => if r.is_err() { return },
+            }
             if views.iter().any(Option::is_none) {
                 continue; // the static inventory serves until every source has reported
             }
             let known: Vec<View> = views.iter().flatten().cloned().collect();
-            let inventory = merge::merge(&base, &known);
+            let current = base.borrow_and_update().clone();
+            let inventory = merge::merge(&current, &known);
             if inventories.send(inventory).await.is_err() {
                 return;
             }

@@ -261,3 +261,90 @@ async fn sigterm_drops_readiness_before_dns_stops() {
         .unwrap();
     assert!(status.success());
 }
+
+/// SIGHUP and POST /api/v1/reload: a valid config is swapped in without a failed query;
+/// an invalid one is rejected with its problems and the old one keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_applies_a_good_config_and_rejects_a_bad_one() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gslb.toml");
+    let app = two_cluster_app(&block, port, "failover", "");
+    let gslb = crate::harness::ServeProcess::start(&path, "", &app).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let one = vec![block.ip(1).to_string()];
+    eventually(Duration::from_secs(10), "the primary", || async {
+        (dig(gslb.dns, "tke-demo.cn A").await.rdata("A") == one).then_some(())
+    })
+    .await;
+
+    // Queries keep flowing while the config changes under them.
+    let dns = gslb.dns;
+    let load = tokio::spawn(async move {
+        let mut failed = 0;
+        for _ in 0..60 {
+            if dig(dns, "tke-demo.cn A").await.status != "NOERROR" {
+                failed += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        failed
+    });
+    // Swap the priorities and add an app: guangzhou-02 becomes the primary.
+    let swapped = text
+        .replacen("priority = 1", "priority = 9", 1)
+        .replace(
+            "[[app]]",
+            &format!("[[app]]\nname = \"api.tke-demo.cn\"\npolicy = \"round-robin\"\nprobe = {{ kind = \"tcp\", port = {port} }}\n\n[[app]]"),
+        );
+    std::fs::write(&path, &swapped).unwrap();
+    let pid = gslb.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let two = vec![block.ip(2).to_string()];
+    eventually(
+        Duration::from_secs(10),
+        "the reloaded priorities",
+        || async { (dig(gslb.dns, "tke-demo.cn A").await.rdata("A") == two).then_some(()) },
+    )
+    .await;
+    let mut api = dig(gslb.dns, "api.tke-demo.cn A").await.rdata("A");
+    api.sort();
+    assert_eq!(api.len(), 2, "the new app answers: {api:?}");
+    assert_eq!(load.await.unwrap(), 0, "no query failed during the reload");
+
+    // A broken config: rejected over the admin API with its problems; nothing changes.
+    std::fs::write(
+        &path,
+        swapped.replace("policy = \"failover\"", "policy = \"fastest\""),
+    )
+    .unwrap();
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v1/reload", gslb.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("unknown policy `fastest`"), "{body}");
+    assert_eq!(dig(gslb.dns, "tke-demo.cn A").await.rdata("A"), two);
+    let (_, metrics) = http_get(&format!("{}/metrics", gslb.admin_url())).await;
+    assert!(
+        metrics.contains(r#"gslb_config_reloads_total{result="success"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"gslb_config_reloads_total{result="failure"} 1"#),
+        "{metrics}"
+    );
+}

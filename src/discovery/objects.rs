@@ -45,6 +45,16 @@ pub fn ready_condition(status: &Value) -> Option<bool> {
     }
 }
 
+/// Whether a cluster's `spec.taints` (Karmada `Cluster`, Clusternet `ManagedCluster`)
+/// hold a `NoExecute` taint, which evicts workloads from the cluster.
+pub fn no_execute_taint(spec: &Value) -> bool {
+    spec["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["effect"] == "NoExecute")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +90,12 @@ mod tests {
         assert_eq!(ready_condition(&cond("False")), Some(false));
         assert_eq!(ready_condition(&cond("Unknown")), None);
         assert_eq!(ready_condition(&json!({})), None);
+        assert!(no_execute_taint(
+            &json!({"taints": [{"key": "cluster.karmada.io/not-ready", "effect": "NoExecute"}]})
+        ));
+        assert!(!no_execute_taint(
+            &json!({"taints": [{"key": "x", "effect": "NoSchedule"}]})
+        ));
+        assert!(!no_execute_taint(&json!({})));
     }
 }

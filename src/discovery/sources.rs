@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::objects::{load_balancer_ips, ready_condition, replicas};
+use super::objects::{load_balancer_ips, no_execute_taint, ready_condition, replicas};
 use super::{SeenCluster, View};
 use crate::config::{Source, SourceKind};
 use crate::model::ObjectRef;
@@ -318,7 +318,12 @@ fn build(feeds: &[Feed]) -> View {
                         name,
                         SeenCluster {
                             region,
-                            ready: ready_condition(&o.data["status"]),
+                            // A NoExecute taint evicts the cluster's workloads: not ready.
+                            ready: if no_execute_taint(&o.data["spec"]) {
+                                Some(false)
+                            } else {
+                                ready_condition(&o.data["status"])
+                            },
                         },
                     );
                 }

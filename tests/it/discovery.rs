@@ -267,6 +267,14 @@ async fn karmada_bindings_give_vips_and_cluster_readiness() {
     wait_answer(&gslb, &[&ip1], "guangzhou-01 from the binding").await;
     api.put(KARMADA_CLUSTERS, karmada_cluster("guangzhou-01", "False"));
     wait_answer(&gslb, &[&ip2], "failover when the cluster is NotReady").await;
+    api.put(KARMADA_CLUSTERS, karmada_cluster("guangzhou-01", "True"));
+    wait_answer(&gslb, &[&ip1], "back when Ready").await;
+    // A NoExecute taint (workloads evicted) takes the cluster out even while Ready.
+    let mut tainted = karmada_cluster("guangzhou-01", "True");
+    tainted["spec"]["taints"] =
+        json!([{"key": "node.kubernetes.io/maintenance", "effect": "NoExecute"}]);
+    api.put(KARMADA_CLUSTERS, tainted);
+    wait_answer(&gslb, &[&ip2], "failover on a NoExecute taint").await;
     gslb.stop().await;
 }
 

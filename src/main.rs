@@ -72,7 +72,10 @@ async fn run(command: Command) -> ExitCode {
         } => show_explain(&remote, &name, &qtype, json).await,
         Command::Override(cmd) => overrides(cmd).await,
         Command::Drill(cmd) => drills(cmd).await,
-        Command::Demo => demo::run(shutdown_signal()).await,
+        Command::Demo => {
+            raise_open_file_limit();
+            demo::run(shutdown_signal()).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +86,18 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: TCP clients must not be able
+/// to starve probes of descriptors at a low default soft limit (1024 under systemd).
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 async fn serve(config: config::Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let running = app::start(config).await?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

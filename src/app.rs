@@ -484,6 +484,7 @@ async fn reload_loop(
             "failure"
         };
         targets.metrics.count_reload(result);
+        tracing::info!(target: "gslb::audit", action = "config.reload", result, "config reload");
         match &outcome {
             Ok(summary) => tracing::info!(%summary, "config reloaded"),
             Err(e) => {

@@ -163,7 +163,6 @@ async fn reload(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> 
     if let Err((code, msg)) = s.mutations.authorize(&headers) {
         return error(code, msg);
     }
-    tracing::info!(target: "gslb::audit", action = "config.reload", "config reload requested");
     match crate::app::request_reload(&s.reload).await {
         Ok(summary) => Json(serde_json::json!({ "reloaded": summary })).into_response(),
         Err(problems) => error(StatusCode::UNPROCESSABLE_ENTITY, problems),

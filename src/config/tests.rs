@@ -240,3 +240,12 @@ probe = { kind = "tcp", port = 443 }
     );
     assert_eq!(c.inventory.endpoints.len(), 2);
 }
+
+#[test]
+fn a_zero_tcp_idle_timeout_is_refused() {
+    let p = problems(&CONTRACT.replace(
+        "admin_listen = \"127.0.0.1:19153\"",
+        "admin_listen = \"127.0.0.1:19153\"\ntcp_idle_timeout = \"0s\"",
+    ));
+    assert_eq!(p[0].key, "server.tcp_idle_timeout");
+}

@@ -169,6 +169,12 @@ impl Validator<'_> {
         let admin_listen = self.parse(at.then("admin_listen"), socket_addr(&raw.admin_listen));
         let tcp_idle_timeout =
             self.parse(at.then("tcp_idle_timeout"), duration(&raw.tcp_idle_timeout));
+        if tcp_idle_timeout.is_some_and(|t| t.is_zero()) {
+            self.push(
+                at.then("tcp_idle_timeout"),
+                "must be above zero: 0 would keep idle TCP connections open forever",
+            );
+        }
         let admin_token_file = raw.admin_token_file.as_ref().map(std::path::PathBuf::from);
         if let Some(path) = &admin_token_file {
             match std::fs::read_to_string(path) {

@@ -48,6 +48,8 @@ bench_install_debian
 hickory_ok=0
 case " $SERVERS " in *" hickory-dns "*) bench_install_hickory && hickory_ok=1 ;; esac
 case " $SERVERS " in *" gslb"*) bench_build_gslb ;; esac
+# What was built (the tree may move on while a long run goes).
+gslb_rev=$(git describe --always --dirty 2>/dev/null || echo '?')
 
 for s in $SERVERS; do
   [ -n "${PORT[$s]:-}" ] || bench_die "unknown server '$s' (known: ${!PORT[*]})"
@@ -268,7 +270,7 @@ for s in $SERVERS; do
 done
 
 echo
-echo "DURATION=${DURATION}s per server, dnsperf -c 4 -Q $MAX_QPS, $(date -u +%Y-%m-%d), gslb at $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
+echo "DURATION=${DURATION}s per server, dnsperf -c 4 -Q $MAX_QPS, $(date -u +%Y-%m-%d), gslb at $gslb_rev, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
 echo
 echo "| server | queries/s | avg latency | max latency | lost | VmRSS | server CPU (user, sys) / load window | µs server CPU per answered query |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -45,6 +45,8 @@ bench_init
 
 bench_install_debian
 case " $SERVERS " in *" gslb"*) bench_build_gslb ;; esac
+# What was built (the tree may move on while a long run goes).
+gslb_rev=$(git describe --always --dirty 2>/dev/null || echo '?')
 
 # name: DNS port, VIP octet base, check interval (s), fault limit (s), back limit (s)
 declare -A PORT=([gslb-defaults]=25461 [gslb-fastest]=25462 [gdnsd-defaults]=25463
@@ -169,5 +171,5 @@ if [ "$rc" != 0 ]; then
   bench_die "the driver failed ($rc)"
 fi
 echo
-echo "TRIALS=$TRIALS (gdnsd defaults: $SLOW_TRIALS), kinds: $KINDS, $(date -u +%Y-%m-%d), gslb at $(git describe --always --dirty 2>/dev/null || echo '?'), answer polled every 50 ms"
+echo "TRIALS=$TRIALS (gdnsd defaults: $SLOW_TRIALS), kinds: $KINDS, $(date -u +%Y-%m-%d), gslb at $gslb_rev, answer polled every 50 ms"
 cat "$work/driver.out"

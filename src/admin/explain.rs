@@ -152,10 +152,8 @@ fn explain_app(
             let th = &health.targets[t];
             let in_answer = plan.clusters.contains(&ci);
             let vips: Vec<VipExplanation> = inv
-                .endpoints
-                .iter()
-                .zip(&health.endpoints)
-                .filter(|(e, _)| e.target == t)
+                .endpoints_of(t)
+                .map(|i| (&inv.endpoints[i], &health.endpoints[i]))
                 .map(|(e, h)| VipExplanation {
                     vip: e.vip.to_string(),
                     state: h.state.as_str().to_owned(),

@@ -116,10 +116,8 @@ pub fn report(
                 }),
                 since: time(th.since),
                 vips: inventory
-                    .endpoints
-                    .iter()
-                    .zip(&health.endpoints)
-                    .filter(|(e, _)| e.target == ti)
+                    .endpoints_of(ti)
+                    .map(|i| (&inventory.endpoints[i], &health.endpoints[i]))
                     .map(|(e, h)| VipStatus {
                         vip: e.vip.to_string(),
                         state: h.state.as_str().to_owned(),

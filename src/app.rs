@@ -121,10 +121,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.init_app(&app.display_name(), plan.fail_open);
     }
 
-    let handler = dns::Handler::new(table.clone(), metrics.clone(), server.rate_limit);
-    let dns = dns::bind(&server.dns_listen, server.tcp_idle_timeout, handler)
-        .await
-        .context("cannot start the DNS server")?;
+    let handler = dns::Handler::new(table.clone(), metrics.clone());
+    let dns = dns::bind(
+        &server.dns_listen,
+        server.tcp_idle_timeout,
+        handler,
+        server.rate_limit,
+    )
+    .await
+    .context("cannot start the DNS server")?;
     let admin_listener = admin::bind(server.admin_listen)
         .await
         .context("cannot start the admin API")?;

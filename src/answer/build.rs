@@ -7,6 +7,7 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::plan::{self, rotations};
+use super::wire::WireIndex;
 use super::{AnswerTable, Node, RrSet, ZoneTable};
 use crate::health::HealthSnapshot;
 use crate::model::Zone;
@@ -61,8 +62,10 @@ impl AnswerTable {
             apps,
             serial,
             inventory: health.inventory.clone(),
+            wire: WireIndex::default(),
         };
         table.add_glue();
+        table.wire = WireIndex::build(&table.zones);
         table
     }
 

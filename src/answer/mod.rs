@@ -7,6 +7,7 @@
 
 mod build;
 pub mod plan;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,8 @@ pub struct AnswerTable {
     pub serial: u32,
     /// The inventory the plans' indexes refer to.
     pub inventory: std::sync::Arc<crate::model::Inventory>,
+    /// The same answers pre-encoded, for the UDP fast path.
+    pub wire: wire::WireIndex,
 }
 
 #[derive(Debug)]
@@ -197,8 +200,10 @@ impl AnswerTable {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
 mod table_tests;
+#[cfg(test)]
+mod wire_tests;

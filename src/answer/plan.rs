@@ -11,7 +11,7 @@ use crate::health::HealthSnapshot;
 use crate::model::{HealthFrom, Inventory, Policy};
 
 /// Most rotations kept per answer; longer answers rotate through this many starting points.
-const MAX_ROTATIONS: usize = 16;
+pub const MAX_ROTATIONS: usize = 16;
 /// Longest weighted schedule; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u32 = 100;
 

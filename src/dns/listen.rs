@@ -7,14 +7,21 @@ use std::time::Duration;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::Handler;
+use std::sync::Arc;
+
+use super::udp::UdpWorkers;
+use super::{Handler, rrl};
 
 /// Pending TCP responses buffered per connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
+/// UDP receiving threads per socket: one per core, up to this many.
+const MAX_UDP_THREADS: usize = 4;
 
 /// A running DNS server.
 pub struct DnsServer {
+    /// TCP, through hickory-server.
     server: Server<Handler>,
+    udp: UdpWorkers,
     /// The bound addresses (UDP and TCP share each), with real ports when 0 was asked.
     pub local_addrs: Vec<SocketAddr>,
 }
@@ -34,7 +41,10 @@ impl DnsServer {
     ///
     /// When a listener task failed while running.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let udp = self.udp;
+        let udp = tokio::task::spawn_blocking(move || udp.stop());
         self.server.shutdown_gracefully().await?;
+        udp.await?;
         Ok(())
     }
 }
@@ -51,17 +61,22 @@ pub async fn bind(
     addrs: &[SocketAddr],
     tcp_idle_timeout: Duration,
     handler: Handler,
+    rate_limit: rrl::RrlConfig,
 ) -> io::Result<DnsServer> {
-    let mut server = Server::new(handler);
+    let rrl = rrl::Rrl::new(rate_limit).map(Arc::new);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS));
+    let mut udp_workers = UdpWorkers::new();
+    let mut server = Server::new(handler.clone());
     let mut local_addrs = Vec::new();
     for &addr in addrs {
         let (udp, tcp) = bind_pair(addr).await?;
         local_addrs.push(udp.local_addr()?);
-        server.register_socket(udp);
+        udp_workers.serve(udp.into_std()?, threads, &handler, rrl.as_ref())?;
         server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
     }
     Ok(DnsServer {
         server,
+        udp: udp_workers,
         local_addrs,
     })
 }

@@ -7,6 +7,8 @@
 
 mod listen;
 pub mod rrl;
+mod udp;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -30,25 +32,17 @@ use crate::metrics::Metrics;
 /// retried over TCP.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// Answers queries from the shared answer table.
+/// Answers queries from the shared answer table: the general path, which hickory-server
+/// calls for TCP and the UDP threads call for every query the fast path does not take.
 #[derive(Clone)]
 pub struct Handler {
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
-    rrl: Option<Arc<rrl::Rrl>>,
 }
 
 impl Handler {
-    pub fn new(
-        table: Arc<ArcSwap<AnswerTable>>,
-        metrics: Arc<Metrics>,
-        rate_limit: rrl::RrlConfig,
-    ) -> Self {
-        Self {
-            table,
-            metrics,
-            rrl: rrl::Rrl::new(rate_limit).map(Arc::new),
-        }
+    pub fn new(table: Arc<ArcSwap<AnswerTable>>, metrics: Arc<Metrics>) -> Self {
+        Self { table, metrics }
     }
 }
 
@@ -74,34 +68,6 @@ impl RequestHandler for Handler {
             edns = Some(e);
         }
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let verdict = match (&self.rrl, tcp) {
-            (Some(limiter), false) => limiter.check(request.src().ip()),
-            _ => rrl::Verdict::Send,
-        };
-        match verdict {
-            rrl::Verdict::Send => {}
-            rrl::Verdict::Drop => {
-                self.metrics.count_rate_limited("drop");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::Refused;
-                return ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                });
-            }
-            rrl::Verdict::Slip => {
-                self.metrics.count_rate_limited("slip");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.truncation = true;
-                let response = builder.build_no_records(metadata);
-                return self.send(
-                    response_handle.send_response(response).await,
-                    request,
-                    tcp,
-                    qtype,
-                );
-            }
-        }
         if rcode == ResponseCode::NoError {
             if request.metadata.op_code != OpCode::Query {
                 rcode = ResponseCode::NotImp;
@@ -131,7 +97,7 @@ impl RequestHandler for Handler {
             );
         }
 
-        let table = self.table.load_full();
+        let table = self.table.load();
         let found = table.lookup(query.name(), query.query_type());
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = found.outcome != Outcome::Refused;
@@ -246,3 +212,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod path_tests;

@@ -1,0 +1,220 @@
+//! Answers pre-encoded in DNS wire format, for the UDP fast path.
+//!
+//! Built once per answer table from the same record sets the general path serves: every
+//! (name, type) set variant becomes a whole response message, encoded by hickory-proto
+//! with a lowercase question, a zero id and no EDNS. Serving one copies it and patches the
+//! id, the RD and CD flags and the question bytes (the client's own spelling, same length),
+//! then appends an OPT record when the query had one. Negative answers are kept per name
+//! (NODATA) and per zone (the SOA for NXDOMAIN, whose owner is a pointer into the
+//! question). Anything the index cannot answer exactly as the general path would (a CNAME
+//! chain, ANY, meta types, names outside our zones) is [`WireAnswer::Slow`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use super::ZoneTable;
+
+/// Pre-encoded answers for every name of every zone.
+#[derive(Debug, Default)]
+pub struct WireIndex {
+    /// Keyed by the lowercase wire form of the owner name (ending in the root label).
+    names: HashMap<Box<[u8]>, WireNode>,
+    /// Zone origins, lowercase wire form, to the zone's NXDOMAIN material.
+    zones: HashMap<Box<[u8]>, Negative>,
+}
+
+#[derive(Debug)]
+struct WireNode {
+    sets: Vec<WireSet>,
+    /// The NODATA response, or `None` when the name holds a CNAME (other types follow
+    /// the chain on the general path).
+    nodata: Option<Box<[u8]>>,
+}
+
+#[derive(Debug)]
+struct WireSet {
+    rtype: u16,
+    variants: Vec<Box<[u8]>>,
+    next: AtomicUsize,
+}
+
+/// What NXDOMAIN answers under one zone carry after the question.
+#[derive(Debug)]
+struct Negative {
+    /// The SOA record from its TYPE field on (the owner is written as a pointer).
+    soa_tail: Box<[u8]>,
+}
+
+/// The fast path's answer to one (name, type).
+#[derive(Debug, PartialEq, Eq)]
+pub enum WireAnswer<'a> {
+    /// A whole response to patch: positive or NODATA.
+    Message(&'a [u8], ResponseCode),
+    /// NXDOMAIN: the header and question come from the query, then one SOA in the
+    /// authority section whose owner is the zone origin, `origin_len` bytes at the end of
+    /// the question name.
+    NxDomain {
+        origin_len: usize,
+        soa_tail: &'a [u8],
+    },
+    /// Only the general path answers this exactly.
+    Slow,
+}
+
+impl WireIndex {
+    /// Encodes every set of every zone. A set that fails to encode is left to the general
+    /// path (it would fail there too, as SERVFAIL).
+    pub(super) fn build(zones: &[ZoneTable]) -> Self {
+        let mut index = WireIndex::default();
+        for zone in zones {
+            let Some(origin) = wire_name(&zone.origin) else {
+                continue;
+            };
+            let Some(soa_tail) = soa_tail(&zone.negative_soa, origin.len()) else {
+                continue;
+            };
+            for (name, node) in &zone.nodes {
+                let Some(key) = wire_name(name) else { continue };
+                let owner = Name::from(name);
+                let has_cname = node.sets.iter().any(|s| s.rtype == RecordType::CNAME);
+                let nodata = if has_cname {
+                    None
+                } else {
+                    encode(
+                        &owner,
+                        RecordType::A,
+                        ResponseCode::NoError,
+                        &[],
+                        std::slice::from_ref(&zone.negative_soa),
+                        &[],
+                    )
+                };
+                let sets = node
+                    .sets
+                    .iter()
+                    .filter_map(|set| {
+                        let variants = set
+                            .variants
+                            .iter()
+                            .map(|records| {
+                                encode(
+                                    &owner,
+                                    set.rtype,
+                                    ResponseCode::NoError,
+                                    records,
+                                    &[],
+                                    &set.additional,
+                                )
+                            })
+                            .collect::<Option<Vec<_>>>()?;
+                        Some(WireSet {
+                            rtype: u16::from(set.rtype),
+                            variants,
+                            next: AtomicUsize::new(0),
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                if sets.len() != node.sets.len() {
+                    continue; // something did not encode: the whole name goes the slow way
+                }
+                index.names.insert(key, WireNode { sets, nodata });
+            }
+            index.zones.insert(
+                origin,
+                Negative {
+                    soa_tail: soa_tail.into_boxed_slice(),
+                },
+            );
+        }
+        index
+    }
+
+    /// The answer to `qname` (lowercase wire form, ending in the root label) and `qtype`,
+    /// moving the rotation of sets served in turn.
+    pub fn answer(&self, qname: &[u8], qtype: u16) -> WireAnswer<'_> {
+        if is_special(qtype) {
+            return WireAnswer::Slow;
+        }
+        if let Some(node) = self.names.get(qname) {
+            if let Some(set) = node.sets.iter().find(|s| s.rtype == qtype) {
+                let variant = match set.variants.len() {
+                    0 => return WireAnswer::Slow,
+                    1 => &set.variants[0],
+                    n => &set.variants[set.next.fetch_add(1, Ordering::Relaxed) % n],
+                };
+                return WireAnswer::Message(variant, ResponseCode::NoError);
+            }
+            return match &node.nodata {
+                Some(m) => WireAnswer::Message(m, ResponseCode::NoError),
+                None => WireAnswer::Slow,
+            };
+        }
+        // Not a name we hold: NXDOMAIN in the closest enclosing zone, if any. Walking
+        // from the full name towards the root finds the longest origin first.
+        let mut at = 0;
+        while at < qname.len() {
+            let suffix = &qname[at..];
+            if let Some(negative) = self.zones.get(suffix) {
+                return WireAnswer::NxDomain {
+                    origin_len: suffix.len(),
+                    soa_tail: &negative.soa_tail,
+                };
+            }
+            let len = usize::from(qname[at]);
+            if len == 0 {
+                break;
+            }
+            at += len + 1;
+        }
+        WireAnswer::Slow
+    }
+}
+
+/// Query types the general path treats specially: 0, OPT, and the meta and question-only
+/// types 128–255 (AXFR, IXFR, ANY…).
+fn is_special(qtype: u16) -> bool {
+    qtype == 0 || qtype == u16::from(RecordType::OPT) || (128..=255).contains(&qtype)
+}
+
+/// The lowercase wire form of a name, root label included.
+fn wire_name(name: &LowerName) -> Option<Box<[u8]>> {
+    let mut bytes = Vec::with_capacity(64);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::UncompressedLowercase);
+    Name::from(name).emit(&mut encoder).ok()?;
+    Some(bytes.into_boxed_slice())
+}
+
+/// A response with the given sections, as the general path would encode it for a query
+/// of `name`/`rtype` with id 0 and no flags.
+fn encode(
+    name: &Name,
+    rtype: RecordType,
+    rcode: ResponseCode,
+    answers: &[Record],
+    authorities: &[Record],
+    additionals: &[Record],
+) -> Option<Box<[u8]>> {
+    let mut message = Message::new(0, MessageType::Response, OpCode::Query);
+    message.metadata.authoritative = true;
+    message.metadata.response_code = rcode;
+    message.add_query(Query::query(name.clone(), rtype));
+    message.add_answers(answers.iter().cloned());
+    message.add_authorities(authorities.iter().cloned());
+    message.add_additionals(additionals.iter().cloned());
+    message.to_vec().ok().map(Vec::into_boxed_slice)
+}
+
+/// The negative SOA from its TYPE field on, encoded without compression so that it reads
+/// the same wherever it lands.
+fn soa_tail(soa: &Record, origin_len: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(96);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    soa.emit(&mut encoder).ok()?;
+    (bytes.len() > origin_len).then(|| bytes.split_off(origin_len))
+}

@@ -1,0 +1,266 @@
+//! The UDP fast path answers exactly as the general hickory path does, for every query it
+//! takes; and it takes the common ones.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, Record, RecordType};
+use proptest::prelude::*;
+
+use super::Handler;
+use super::wire::{OUT_CAPACITY, PlainQuery};
+use crate::answer::AnswerTable;
+use crate::answer::fixtures::{health, inventory};
+use crate::health::State::{Down, Up};
+use crate::metrics::Metrics;
+
+/// The fixture zone, an app on two clusters, and an app with 40 VIPs (too large for 512
+/// bytes) served in rotation.
+fn handler() -> Handler {
+    let big: Vec<String> = (1..=40).map(|i| format!("\"10.0.0.{i}\"")).collect();
+    let inv = inventory(&format!(
+        r#"
+[[cluster]]
+name = "gz-01"
+vips = ["127.0.1.1", "2001:db8::1"]
+priority = 1
+[[cluster]]
+name = "gz-02"
+vips = ["127.0.1.2"]
+priority = 2
+[[cluster]]
+name = "big"
+vips = [{}]
+[[app]]
+name = "tke-demo.cn"
+clusters = ["gz-01", "gz-02"]
+policy = "failover"
+probe = {{ kind = "tcp", port = 80 }}
+[[app]]
+name = "many.tke-demo.cn"
+clusters = ["big"]
+policy = "round-robin"
+probe = {{ kind = "tcp", port = 80 }}
+"#,
+        big.join(", ")
+    ));
+    let states = vec![Up; inv.endpoints.len()];
+    let mut states = states;
+    states[0] = Down; // the first VIP of gz-01 is down: answers exclude it
+    let table = AnswerTable::build(&health(&inv, &states), 2026112901);
+    Handler::new(
+        Arc::new(ArcSwap::from_pointee(table)),
+        Arc::new(Metrics::new()),
+    )
+}
+
+const NAMES: &[&str] = &[
+    "tke-demo.cn.",
+    "TKE-Demo.CN.",
+    "many.tke-demo.cn.",
+    "www.tke-demo.cn.",
+    "out.tke-demo.cn.",
+    "info.tke-demo.cn.",
+    "pool.tke-demo.cn.",
+    "Pool.Tke-Demo.cn.",
+    "ns1.tke-demo.cn.",
+    "mail.tke-demo.cn.",
+    "b.tke-demo.cn.",
+    "a.b.tke-demo.cn.",
+    "deep.a.b.tke-demo.cn.",
+    "nothing.tke-demo.cn.",
+    "x.y.Nothing.tke-demo.cn.",
+    "example.org.",
+    "cn.",
+];
+
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::SOA,
+    RecordType::NS,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::CNAME,
+    RecordType::CAA,
+    RecordType::ANY,
+    RecordType::AXFR,
+    RecordType::Unknown(65280),
+];
+
+fn query(name: &str, rtype: RecordType, edns: Option<u16>, id: u16, rd: bool) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = rd;
+    m.metadata.checking_disabled = id % 3 == 0;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+fn src() -> SocketAddr {
+    "127.0.0.1:5353".parse().unwrap()
+}
+
+fn fast(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
+    let plain = PlainQuery::parse(packet)?;
+    let mut out = vec![0; OUT_CAPACITY];
+    let (len, _) = plain.answer(&handler.table.load().wire, &mut out)?;
+    Some(out[..len].to_vec())
+}
+
+/// A response in a form where two encodings of the same answer compare equal: sections
+/// as sorted text (rotation order differs between the paths' counters).
+fn meaning(bytes: &[u8]) -> (String, Vec<String>, Vec<String>, Vec<String>, String) {
+    let m = Message::from_vec(bytes).unwrap();
+    let sorted = |records: &[Record]| {
+        let mut v: Vec<String> = records
+            .iter()
+            .map(|r| r.to_string().to_lowercase())
+            .collect();
+        v.sort();
+        v
+    };
+    (
+        format!("{:?} {:?}", m.metadata, m.queries),
+        sorted(&m.answers),
+        sorted(&m.authorities),
+        sorted(&m.additionals),
+        format!(
+            "{:?}",
+            m.edns
+                .map(|e| (e.max_payload(), e.version(), e.flags().dnssec_ok))
+        ),
+    )
+}
+
+#[test]
+fn fast_answers_equal_general_answers() {
+    let handler = handler();
+    let mut taken = 0;
+    let mut total = 0;
+    for (i, name) in NAMES.iter().enumerate() {
+        for rtype in TYPES {
+            for edns in [None, Some(0), Some(512), Some(1232), Some(4096)] {
+                let packet = query(name, *rtype, edns, i as u16 * 7 + 1, i % 2 == 0);
+                let general = handler
+                    .answer_general(&packet, src())
+                    .expect("the general path answers every query");
+                total += 1;
+                let Some(fast) = fast(&handler, &packet) else {
+                    continue;
+                };
+                taken += 1;
+                assert_eq!(
+                    meaning(&fast),
+                    meaning(&general),
+                    "{name} {rtype} edns {edns:?}"
+                );
+            }
+        }
+    }
+    // The common queries go fast: every A/AAAA/SOA/NS/MX/TXT/CAA of a name without a CNAME
+    // and every NXDOMAIN, minus the 40-VIP answer without EDNS (over 512 bytes).
+    assert!(
+        taken * 2 > total,
+        "only {taken} of {total} took the fast path"
+    );
+}
+
+#[test]
+fn the_common_queries_take_the_fast_path() {
+    let handler = handler();
+    for (name, rtype) in [
+        ("tke-demo.cn.", RecordType::A),
+        ("tke-demo.cn.", RecordType::AAAA),
+        ("tke-demo.cn.", RecordType::SOA),
+        ("tke-demo.cn.", RecordType::NS),
+        ("nothing.tke-demo.cn.", RecordType::A),
+        ("a.b.tke-demo.cn.", RecordType::A),
+    ] {
+        for edns in [None, Some(1232)] {
+            assert!(
+                fast(&handler, &query(name, rtype, edns, 1, true)).is_some(),
+                "{name} {rtype} {edns:?}"
+            );
+        }
+    }
+    // What the general path must judge: chains, ANY, transfers, other zones, and answers
+    // too large for the client's buffer.
+    for (name, rtype, edns) in [
+        ("www.tke-demo.cn.", RecordType::A, None),
+        ("tke-demo.cn.", RecordType::ANY, None),
+        ("tke-demo.cn.", RecordType::AXFR, None),
+        ("example.org.", RecordType::A, None),
+        ("many.tke-demo.cn.", RecordType::A, None),
+    ] {
+        assert!(fast(&handler, &query(name, rtype, edns, 1, true)).is_none());
+    }
+    assert!(
+        fast(
+            &handler,
+            &query("many.tke-demo.cn.", RecordType::A, Some(1232), 1, true)
+        )
+        .is_some()
+    );
+}
+
+#[test]
+fn rotation_serves_every_variant_in_turn() {
+    let handler = handler();
+    let firsts: std::collections::HashSet<String> = (0..40)
+        .map(|i| {
+            let packet = query("many.tke-demo.cn.", RecordType::A, Some(1232), i, false);
+            let m = Message::from_vec(&fast(&handler, &packet).unwrap()).unwrap();
+            m.answers[0].data.to_string()
+        })
+        .collect();
+    // 40 VIPs are served in MAX_ROTATIONS evenly spaced rotations.
+    assert_eq!(firsts.len(), crate::answer::plan::MAX_ROTATIONS.min(40));
+}
+
+#[test]
+fn slip_is_a_truncated_empty_answer_with_the_question() {
+    let packet = query("Tke-Demo.cn.", RecordType::A, Some(4096), 77, true);
+    let plain = PlainQuery::parse(&packet).unwrap();
+    let mut out = vec![0; OUT_CAPACITY];
+    let len = plain.truncated(&mut out).unwrap();
+    let m = Message::from_vec(&out[..len]).unwrap();
+    assert_eq!(m.metadata.id, 77);
+    assert!(m.metadata.truncation && m.metadata.recursion_desired);
+    assert!(!m.metadata.authoritative);
+    assert_eq!(m.queries[0].name().to_string(), "Tke-Demo.cn.");
+    assert!(m.answers.is_empty());
+    assert_eq!(m.edns.unwrap().max_payload(), 1232);
+}
+
+proptest! {
+    /// Damaged queries: the fast path never panics, and whatever it answers, the general
+    /// path answers the same way.
+    #[test]
+    fn damaged_queries_are_declined_or_answered_alike(
+        name in 0..NAMES.len(),
+        rtype in 0..TYPES.len(),
+        edns in proptest::option::of(0u16..5000),
+        edits in proptest::collection::vec((0usize..64, any::<u8>()), 0..4),
+        cut in 0usize..80,
+    ) {
+        let handler = handler();
+        let mut packet = query(NAMES[name], TYPES[rtype], edns, 4242, true);
+        for (at, byte) in edits {
+            let at = at % packet.len();
+            packet[at] = byte;
+        }
+        packet.truncate(packet.len().saturating_sub(cut % 8));
+        if let Some(fast) = fast(&handler, &packet) {
+            let general = handler.answer_general(&packet, src());
+            prop_assert!(general.is_some());
+            prop_assert_eq!(meaning(&fast), meaning(&general.unwrap()));
+        }
+    }
+}

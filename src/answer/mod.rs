@@ -192,11 +192,16 @@ impl AnswerTable {
 
     /// The zone holding `name`: the one with the longest matching origin.
     fn zone_of(&self, name: &LowerName) -> Option<&ZoneTable> {
-        self.zones
-            .iter()
-            .filter(|z| z.origin.zone_of(name))
-            .max_by_key(|z| z.origin.num_labels())
+        zone_of(&self.zones, name)
     }
+}
+
+/// The zone of `zones` holding `name`: the one with the longest matching origin.
+fn zone_of<'a>(zones: &'a [ZoneTable], name: &LowerName) -> Option<&'a ZoneTable> {
+    zones
+        .iter()
+        .filter(|z| z.origin.zone_of(name))
+        .max_by_key(|z| z.origin.num_labels())
 }
 
 #[cfg(test)]

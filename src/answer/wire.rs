@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use super::ZoneTable;
+use super::{MAX_CHAIN, Node, RrSet, ZoneTable, zone_of};
 
 /// Pre-encoded answers for every name of every zone.
 #[derive(Debug, Default)]
@@ -29,14 +29,17 @@ pub struct WireIndex {
 
 #[derive(Debug)]
 struct WireNode {
+    /// The types answered with records: held at this name or, for a CNAME, at the end of
+    /// its chain (the chain then leads each answer).
     sets: Vec<WireSet>,
-    /// The NODATA response, or `None` when the name holds a CNAME (other types follow
-    /// the chain on the general path).
-    nodata: Option<Box<[u8]>>,
+    /// The response to every other type: NODATA, or for a CNAME what its chain ends in
+    /// (NODATA or NXDOMAIN there, or a name outside our zones). `None`: the general path.
+    other: Option<(Box<[u8]>, ResponseCode)>,
 }
 
 #[derive(Debug)]
 struct WireSet {
+    /// The query type this set answers.
     rtype: u16,
     variants: Vec<Box<[u8]>>,
     next: AtomicUsize,
@@ -66,8 +69,9 @@ pub enum WireAnswer<'a> {
 }
 
 impl WireIndex {
-    /// Encodes every set of every zone. A set that fails to encode is left to the general
-    /// path (it would fail there too, as SERVFAIL).
+    /// Encodes every set of every zone, following CNAME chains inside our zones as the
+    /// general path does. A name whose answers fail to encode is left to the general path
+    /// (it would fail there too, as SERVFAIL).
     pub(super) fn build(zones: &[ZoneTable]) -> Self {
         let mut index = WireIndex::default();
         for zone in zones {
@@ -79,49 +83,9 @@ impl WireIndex {
             };
             for (name, node) in &zone.nodes {
                 let Some(key) = wire_name(name) else { continue };
-                let owner = Name::from(name);
-                let has_cname = node.sets.iter().any(|s| s.rtype == RecordType::CNAME);
-                let nodata = if has_cname {
-                    None
-                } else {
-                    encode(
-                        &owner,
-                        RecordType::A,
-                        ResponseCode::NoError,
-                        &[],
-                        std::slice::from_ref(&zone.negative_soa),
-                        &[],
-                    )
-                };
-                let sets = node
-                    .sets
-                    .iter()
-                    .filter_map(|set| {
-                        let variants = set
-                            .variants
-                            .iter()
-                            .map(|records| {
-                                encode(
-                                    &owner,
-                                    set.rtype,
-                                    ResponseCode::NoError,
-                                    records,
-                                    &[],
-                                    &set.additional,
-                                )
-                            })
-                            .collect::<Option<Vec<_>>>()?;
-                        Some(WireSet {
-                            rtype: u16::from(set.rtype),
-                            variants,
-                            next: AtomicUsize::new(0),
-                        })
-                    })
-                    .collect::<Vec<_>>();
-                if sets.len() != node.sets.len() {
-                    continue; // something did not encode: the whole name goes the slow way
+                if let Some(wire) = WireNode::build(zones, zone, name, node) {
+                    index.names.insert(key, wire);
                 }
-                index.names.insert(key, WireNode { sets, nodata });
             }
             index.zones.insert(
                 origin,
@@ -148,8 +112,8 @@ impl WireIndex {
                 };
                 return WireAnswer::Message(variant, ResponseCode::NoError);
             }
-            return match &node.nodata {
-                Some(m) => WireAnswer::Message(m, ResponseCode::NoError),
+            return match &node.other {
+                Some((m, rcode)) => WireAnswer::Message(m, *rcode),
                 None => WireAnswer::Slow,
             };
         }
@@ -172,6 +136,114 @@ impl WireIndex {
         }
         WireAnswer::Slow
     }
+}
+
+impl WireNode {
+    fn build(zones: &[ZoneTable], zone: &ZoneTable, name: &LowerName, node: &Node) -> Option<Self> {
+        let owner = Name::from(name);
+        let set = |rtype: RecordType, prefix: &[Record], set: &RrSet| -> Option<WireSet> {
+            let variants = set
+                .variants
+                .iter()
+                .map(|records| {
+                    let answers: Vec<Record> = prefix.iter().chain(records).cloned().collect();
+                    encode(
+                        &owner,
+                        rtype,
+                        ResponseCode::NoError,
+                        &answers,
+                        &[],
+                        &set.additional,
+                    )
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(WireSet {
+                rtype: u16::from(rtype),
+                variants,
+                next: AtomicUsize::new(0),
+            })
+        };
+        let Some(cname) = node.sets.iter().find(|s| s.rtype == RecordType::CNAME) else {
+            let sets = node
+                .sets
+                .iter()
+                .map(|s| set(s.rtype, &[], s))
+                .collect::<Option<Vec<_>>>()?;
+            let nodata = negative(&owner, ResponseCode::NoError, &[], zone)?;
+            return Some(Self {
+                sets,
+                other: Some((nodata, ResponseCode::NoError)),
+            });
+        };
+        // Follow the chain: CNAME sets have one variant; the end decides the rest.
+        let mut chain: Vec<Record> = Vec::new();
+        let mut here = cname;
+        for _ in 0..MAX_CHAIN {
+            chain.extend(here.first().iter().cloned());
+            let Some(RData::CNAME(target)) = here.first().first().map(|r| &r.data) else {
+                return None;
+            };
+            let target = LowerName::new(&target.0);
+            let Some(tz) = zone_of(zones, &target) else {
+                // The chain leaves our zones: every type gets the chain alone.
+                let exit = encode(
+                    &owner,
+                    RecordType::A,
+                    ResponseCode::NoError,
+                    &chain,
+                    &[],
+                    &[],
+                )?;
+                return Some(Self {
+                    sets: vec![set(RecordType::CNAME, &[], cname)?],
+                    other: Some((exit, ResponseCode::NoError)),
+                });
+            };
+            let Some(end) = tz.nodes.get(&target) else {
+                let nx = negative(&owner, ResponseCode::NXDomain, &chain, tz)?;
+                return Some(Self {
+                    sets: vec![set(RecordType::CNAME, &[], cname)?],
+                    other: Some((nx, ResponseCode::NXDomain)),
+                });
+            };
+            match end.sets.iter().find(|s| s.rtype == RecordType::CNAME) {
+                Some(next) => here = next,
+                None => {
+                    let mut sets = vec![set(RecordType::CNAME, &[], cname)?];
+                    for s in &end.sets {
+                        sets.push(set(s.rtype, &chain, s)?);
+                    }
+                    let nodata = negative(&owner, ResponseCode::NoError, &chain, tz)?;
+                    return Some(Self {
+                        sets,
+                        other: Some((nodata, ResponseCode::NoError)),
+                    });
+                }
+            }
+        }
+        // A loop or an over-long chain: the general path answers what it can.
+        Some(Self {
+            sets: vec![set(RecordType::CNAME, &[], cname)?],
+            other: None,
+        })
+    }
+}
+
+/// A negative response (NODATA or NXDOMAIN) after `chain`, with `zone`'s SOA.
+fn negative(
+    owner: &Name,
+    rcode: ResponseCode,
+    chain: &[Record],
+    zone: &ZoneTable,
+) -> Option<Box<[u8]>> {
+    encode(
+        owner,
+        RecordType::A,
+        rcode,
+        chain,
+        std::slice::from_ref(&zone.negative_soa),
+        &[],
+    )
 }
 
 /// Query types the general path treats specially: 0, OPT, and the meta and question-only

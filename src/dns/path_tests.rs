@@ -43,6 +43,16 @@ name = "many.tke-demo.cn"
 clusters = ["big"]
 policy = "round-robin"
 probe = {{ kind = "tcp", port = 80 }}
+[[zone]]
+name = "other.cn"
+nameservers = ["ns1.tke-demo.cn"]
+hostmaster = "hostmaster.other.cn"
+records = [
+  {{ name = "loop1", type = "CNAME", value = "loop2.other.cn" }},
+  {{ name = "loop2", type = "CNAME", value = "loop1.other.cn" }},
+  {{ name = "dangling", type = "CNAME", value = "gone.tke-demo.cn" }},
+  {{ name = "alias.other.cn.", type = "CNAME", value = "many.tke-demo.cn" }},
+]
 "#,
         big.join(", ")
     ));
@@ -74,6 +84,10 @@ const NAMES: &[&str] = &[
     "x.y.Nothing.tke-demo.cn.",
     "example.org.",
     "cn.",
+    "loop1.other.cn.",
+    "dangling.other.cn.",
+    "alias.other.cn.",
+    "gone.tke-demo.cn.",
 ];
 
 const TYPES: &[RecordType] = &[
@@ -190,10 +204,25 @@ fn the_common_queries_take_the_fast_path() {
             );
         }
     }
-    // What the general path must judge: chains, ANY, transfers, other zones, and answers
+    // CNAME chains inside our zones, and leaving them.
+    for (name, rtype) in [
+        ("www.tke-demo.cn.", RecordType::A),
+        ("www.tke-demo.cn.", RecordType::TXT),
+        ("www.tke-demo.cn.", RecordType::CNAME),
+        ("out.tke-demo.cn.", RecordType::A),
+        ("loop1.other.cn.", RecordType::CNAME),
+        ("dangling.other.cn.", RecordType::A),
+        ("alias.other.cn.", RecordType::AAAA),
+    ] {
+        assert!(
+            fast(&handler, &query(name, rtype, None, 1, true)).is_some(),
+            "{name} {rtype}"
+        );
+    }
+    // What the general path must judge: ANY, transfers, other zones, loops, and answers
     // too large for the client's buffer.
     for (name, rtype, edns) in [
-        ("www.tke-demo.cn.", RecordType::A, None),
+        ("loop1.other.cn.", RecordType::A, None),
         ("tke-demo.cn.", RecordType::ANY, None),
         ("tke-demo.cn.", RecordType::AXFR, None),
         ("example.org.", RecordType::A, None),

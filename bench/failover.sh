@@ -2,7 +2,7 @@
 # Failover timing, side by side: how long from a fault at an ingress to the DNS answer
 # changing, and from its recovery to the answer coming back, for
 #
-#   gslb          with its probe defaults (http, interval 1s, timeout 800ms, rise 2, fall 3)
+#   gslb          with its probe defaults (http, interval 1s, timeout 800ms, rise 2, fall 3, recheck 200ms)
 #   gslb          with the fastest settings it accepts (interval 100ms, timeout 100ms,
 #                 rise 1, fall 1)
 #   gdnsd 3       multifo + http_status, monitor defaults (interval 10, timeout 5,
@@ -64,7 +64,7 @@ declare -A ADMIN=([gslb-defaults]=29461 [gslb-fastest]=29462)
 gdnsd_version=$({ gdnsd 2>&1 || true; } | sed -n 's/^gdnsd version //p' | head -1)
 pdns_version=$(dpkg-query -W -f='${Version}' pdns-server | sed 's/-.*//')
 declare -A LABEL=(
-  [gslb-defaults]="gslb, defaults (http, interval 1s, timeout 800ms, rise 2, fall 3)"
+  [gslb-defaults]="gslb, defaults (http, interval 1s, timeout 800ms, rise 2, fall 3, recheck 200ms)"
   [gslb-fastest]="gslb, fastest accepted (interval 100ms, timeout 100ms, rise 1, fall 1)"
   [gdnsd-defaults]="gdnsd $gdnsd_version multifo, defaults (interval 10, timeout 5, up 20, down 10, ok 10)"
   [gdnsd-fastest]="gdnsd $gdnsd_version multifo, fastest (interval 2, timeout 1, thresholds 1)"

@@ -110,6 +110,9 @@ pub struct ProbeSpec {
     pub rise: u32,
     /// Consecutive failures that take an up endpoint down.
     pub fall: u32,
+    /// The pace of probes while a result disagrees with the endpoint's state, so that
+    /// `fall` (or `rise`) confirmations come quickly; never longer than `interval`.
+    pub recheck_interval: Duration,
 }
 
 /// One served name with a policy over clusters.

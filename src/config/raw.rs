@@ -262,6 +262,10 @@ pub struct RawProbe {
     pub rise: u32,
     #[serde(default = "default_fall")]
     pub fall: u32,
+    /// The pace of probes while results disagree with the endpoint's state (a failure
+    /// while up, a pass while down), until `fall` or `rise` settles it. Defaults to the
+    /// smaller of [`DEFAULT_RECHECK_INTERVAL`] and `interval`.
+    pub recheck_interval: Option<String>,
 }
 
 /// Probe defaults, justified in the README ("How failover timing works").
@@ -269,6 +273,7 @@ pub const DEFAULT_INTERVAL: &str = "1s";
 pub const DEFAULT_TIMEOUT: &str = "800ms";
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
+pub const DEFAULT_RECHECK_INTERVAL: &str = "200ms";
 
 fn default_interval() -> String {
     DEFAULT_INTERVAL.to_owned()

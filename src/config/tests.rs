@@ -231,6 +231,10 @@ probe = { kind = "tcp", port = 443 }
     assert_eq!(app.clusters, vec![0]);
     assert_eq!(app.probe.interval, duration(raw::DEFAULT_INTERVAL).unwrap());
     assert_eq!(
+        app.probe.recheck_interval,
+        duration(raw::DEFAULT_RECHECK_INTERVAL).unwrap()
+    );
+    assert_eq!(
         (app.probe.rise, app.probe.fall),
         (raw::DEFAULT_RISE, raw::DEFAULT_FALL)
     );
@@ -248,4 +252,40 @@ fn a_zero_tcp_idle_timeout_is_refused() {
         "admin_listen = \"127.0.0.1:19153\"\ntcp_idle_timeout = \"0s\"",
     ));
     assert_eq!(p[0].key, "server.tcp_idle_timeout");
+}
+
+#[test]
+fn recheck_interval_lies_between_its_minimum_and_the_interval() {
+    for bad in ["2s", "10ms"] {
+        let p = problems(&CONTRACT.replace(
+            r#"interval = "1s""#,
+            &format!(r#"interval = "1s", recheck_interval = "{bad}""#),
+        ));
+        assert_eq!(p[0].key, "app[0].probe.recheck_interval", "{bad}");
+    }
+    let c = parse(
+        &CONTRACT.replace(
+            r#"interval = "1s""#,
+            r#"interval = "1s", recheck_interval = "500ms""#,
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.inventory.apps[0].probe.recheck_interval,
+        Duration::from_millis(500)
+    );
+    // A short interval caps the default.
+    let c = parse(
+        &CONTRACT.replace(
+            r#"interval = "1s", timeout = "800ms""#,
+            r#"interval = "150ms", timeout = "100ms""#,
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.inventory.apps[0].probe.recheck_interval,
+        Duration::from_millis(150)
+    );
 }

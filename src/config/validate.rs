@@ -17,6 +17,8 @@ use crate::model::{App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, Static
 const MAX_TTL: u32 = 86_400;
 /// Shortest probe interval: faster probing buys little and loads ingresses.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Shortest recheck interval: a failing ingress is not hammered.
+const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Collects problems into `problems`; returns a config only if every section parsed.
 pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> Option<Config> {
@@ -482,6 +484,25 @@ impl Validator<'_> {
                 ));
             }
         }
+        let recheck = match &raw.recheck_interval {
+            Some(text) => self.parse(at.then("recheck_interval"), duration(text)),
+            None => {
+                interval.map(|i| i.min(duration(super::raw::DEFAULT_RECHECK_INTERVAL).unwrap_or(i)))
+            }
+        };
+        if let (Some(r), Some(i)) = (recheck, interval) {
+            if r < MIN_RECHECK_INTERVAL || r > i {
+                self.push(
+                    at.then("recheck_interval"),
+                    format!(
+                        "{} must be between {} and the interval ({})",
+                        humantime::format_duration(r),
+                        humantime::format_duration(MIN_RECHECK_INTERVAL),
+                        humantime::format_duration(i)
+                    ),
+                );
+            }
+        }
         for (key, n) in [("rise", raw.rise), ("fall", raw.fall)] {
             if n == 0 {
                 self.push(at.then(key), "must be at least 1");
@@ -546,6 +567,7 @@ impl Validator<'_> {
             timeout: timeout?,
             rise: raw.rise,
             fall: raw.fall,
+            recheck_interval: recheck?,
         })
     }
 }

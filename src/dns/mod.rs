@@ -44,6 +44,11 @@ impl Handler {
     pub fn new(table: Arc<ArcSwap<AnswerTable>>, metrics: Arc<Metrics>) -> Self {
         Self { table, metrics }
     }
+
+    /// The answer table it serves from.
+    pub fn table(&self) -> &ArcSwap<AnswerTable> {
+        &self.table
+    }
 }
 
 #[async_trait::async_trait]

@@ -183,7 +183,7 @@ impl Handler {
     /// Answers one UDP datagram through the hickory handler, as hickory's own UDP server
     /// would: nothing for a packet without a header or for a response, FORMERR for one
     /// that does not parse.
-    pub(super) fn answer_general(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    pub fn answer_general(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
         let capture = Capture::default();
         match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
             Ok(request) => {

@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{HealthInput, Outcome, ProbeReport};
-use crate::model::{Inventory, ProbeKind};
+use crate::health::{HealthInput, Machine, Outcome, ProbeReport};
+use crate::model::{Inventory, ProbeKind, ProbeSpec};
 
 /// Most start-up jitter before the first probe.
 const FIRST_PROBE_JITTER: Duration = Duration::from_millis(100);
@@ -83,8 +83,7 @@ pub fn spawn_all(
         tasks.spawn(run_endpoint(
             (inventory.generation, idx),
             check,
-            spec.interval,
-            spec.timeout,
+            spec.clone(),
             jitter,
             reports.clone(),
             cancel.clone(),
@@ -93,27 +92,34 @@ pub fn spawn_all(
     Ok(tasks)
 }
 
+/// Probes one endpoint until cancelled: every `interval` (start to start) while results
+/// agree with its state, and `recheck_interval` after the previous probe ends while they
+/// do not, so that a failure is confirmed (or dismissed) in a fraction of the interval.
+///
+/// The state is followed with a copy of health's own rise/fall [`Machine`], fed the same
+/// results; it only sets the pace, health decides.
 async fn run_endpoint(
     (generation, endpoint): (u64, usize),
     check: Check,
-    interval: Duration,
-    timeout: Duration,
+    spec: ProbeSpec,
     jitter: Duration,
     reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + jitter, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pace = Machine::new();
+    let mut next = Instant::now() + jitter;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
         }
         let start = Instant::now();
         let (outcome, detail) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = check.run(timeout) => r,
+            r = check.run(spec.timeout) => r,
         };
+        pace.observe(outcome == Outcome::Success, spec.rise, spec.fall);
+        next = next_start(&spec, pace.streak(), start, Instant::now());
         let report = ProbeReport {
             generation,
             endpoint,
@@ -128,6 +134,17 @@ async fn run_endpoint(
     }
 }
 
+/// When the next probe starts, given the one that started at `start` and ended at `end`:
+/// `recheck_interval` after the end while `streak` results disagree with the state, else
+/// `interval` after the start (at once if that has passed).
+fn next_start(spec: &ProbeSpec, streak: u32, start: Instant, end: Instant) -> Instant {
+    if streak > 0 {
+        end + spec.recheck_interval
+    } else {
+        (start + spec.interval).max(end)
+    }
+}
+
 /// The innermost cause of an error, which is the part a human wants ("connection refused").
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
@@ -135,4 +152,60 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ProbeSpec {
+        ProbeSpec {
+            kind: ProbeKind::Tcp { port: 80 },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(800),
+            rise: 2,
+            fall: 3,
+            recheck_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// Feeds results to the pacing machine and returns the gaps between probe starts, for
+    /// probes that each take `took`.
+    fn gaps(results: &[bool], took: Duration) -> Vec<Duration> {
+        let spec = spec();
+        let mut pace = Machine::new();
+        let mut start = Instant::now();
+        results
+            .iter()
+            .map(|&passed| {
+                pace.observe(passed, spec.rise, spec.fall);
+                let next = next_start(&spec, pace.streak(), start, start + took);
+                let gap = next - start;
+                start = next;
+                gap
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failures_are_confirmed_at_the_recheck_pace_then_the_interval_resumes() {
+        let ms = Duration::from_millis;
+        // pass (up), fail, fail, fail (down at the third), then down steadily.
+        assert_eq!(
+            gaps(&[true, false, false, false, false], ms(10)),
+            [ms(1000), ms(210), ms(210), ms(1000), ms(1000)]
+        );
+        // A single failure is dismissed by the next pass, and the interval resumes.
+        assert_eq!(
+            gaps(&[true, false, true, true], ms(10)),
+            [ms(1000), ms(210), ms(1000), ms(1000)]
+        );
+        // Down, then passes: the rise is confirmed at the recheck pace too.
+        assert_eq!(
+            gaps(&[false, true, true, true], ms(10)),
+            [ms(1000), ms(210), ms(1000), ms(1000)]
+        );
+        // Probes that time out: rechecks wait after the end, never overlap.
+        assert_eq!(gaps(&[true, false], ms(800)), [ms(1000), ms(1000)]);
+    }
 }

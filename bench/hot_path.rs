@@ -1,0 +1,111 @@
+//! Micro-benchmarks of the hot paths (criterion): `cargo bench --bench hot_path`.
+//!
+//! - `udp/*`: one query answered the way the UDP threads answer it, by the fast path
+//!   (pre-encoded answers) and by the general hickory path, on the demo's table; their
+//!   ratio is what the fast path buys.
+//! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
+//!   which runs on every health change, and parsing that config, which runs on reload.
+//!
+//! These guard against regressions; the throughput figures in the README come from
+//! `bench/dnsperf.sh` and `bench/compare.sh`, which include the kernel's share.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, criterion_group, criterion_main};
+use gslb::answer::AnswerTable;
+use gslb::dns::Handler;
+use gslb::dns::wire::{OUT_CAPACITY, PlainQuery};
+use gslb::health::HealthSnapshot;
+use gslb::metrics::Metrics;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+fn table(config: &str) -> AnswerTable {
+    let config = gslb::config::parse(config, "bench").expect("the bench config is valid");
+    let inventory = Arc::new(config.inventory);
+    AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1)
+}
+
+fn query(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+    let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// 1,000 apps, each on the same two clusters, in one zone.
+fn thousand_apps() -> String {
+    let mut text = String::from(
+        r#"[[zone]]
+name = "bench.example"
+nameservers = ["ns1.bench.example"]
+hostmaster = "hostmaster.bench.example"
+records = [{ name = "ns1", type = "A", value = "127.0.0.1" }]
+[[cluster]]
+name = "a"
+vips = ["192.0.2.1"]
+priority = 1
+[[cluster]]
+name = "b"
+vips = ["192.0.2.2"]
+priority = 2
+"#,
+    );
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "[[app]]\nname = \"app{i}.bench.example\"\nclusters = [\"a\", \"b\"]\nprobe = {{ kind = \"tcp\", port = 80 }}\n"
+        ));
+    }
+    text
+}
+
+fn udp(c: &mut Criterion) {
+    let handler = Handler::new(
+        Arc::new(ArcSwap::from_pointee(table(gslb::demo::CONFIG))),
+        Arc::new(Metrics::new()),
+    );
+    let table = handler.table();
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let mut out = vec![0u8; OUT_CAPACITY];
+    for (label, name, rtype) in [
+        ("A", "tke-demo.cn.", RecordType::A),
+        ("CNAME chain", "www.tke-demo.cn.", RecordType::A),
+        ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A),
+    ] {
+        let packet = query(name, rtype, true);
+        c.bench_function(&format!("udp/fast path/{label}"), |b| {
+            b.iter(|| {
+                let plain = PlainQuery::parse(black_box(&packet)).unwrap();
+                black_box(plain.answer(&table.load().wire, &mut out).unwrap())
+            })
+        });
+        c.bench_function(&format!("udp/general path/{label}"), |b| {
+            b.iter(|| black_box(handler.answer_general(black_box(&packet), src).unwrap()))
+        });
+    }
+}
+
+fn tables(c: &mut Criterion) {
+    let text = thousand_apps();
+    let config = gslb::config::parse(&text, "bench").unwrap();
+    let inventory = Arc::new(config.inventory);
+    let health = HealthSnapshot::initial(&inventory, SystemTime::now());
+    c.bench_function("table/build 1000 apps", |b| {
+        b.iter(|| black_box(AnswerTable::build(black_box(&health), 1)))
+    });
+    c.bench_function("table/parse 1000-app config", |b| {
+        b.iter(|| black_box(gslb::config::parse(black_box(&text), "bench").unwrap()))
+    });
+}
+
+criterion_group!(benches, udp, tables);
+criterion_main!(benches);

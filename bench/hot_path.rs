@@ -23,6 +23,7 @@ use gslb::health::HealthSnapshot;
 use gslb::metrics::Metrics;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
+use hickory_server::net::xfer::Protocol;
 
 fn table(config: &str) -> AnswerTable {
     let config = gslb::config::parse(config, "bench").expect("the bench config is valid");
@@ -89,7 +90,13 @@ fn udp(c: &mut Criterion) {
             })
         });
         c.bench_function(&format!("udp/general path/{label}"), |b| {
-            b.iter(|| black_box(handler.answer_general(black_box(&packet), src).unwrap()))
+            b.iter(|| {
+                black_box(
+                    handler
+                        .answer_general(black_box(&packet), src, Protocol::Udp)
+                        .unwrap(),
+                )
+            })
         });
     }
 }

@@ -124,7 +124,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let handler = dns::Handler::new(table.clone(), metrics.clone());
     let dns = dns::bind(
         &server.dns_listen,
-        server.tcp_idle_timeout,
+        dns::TcpLimits {
+            idle_timeout: server.tcp_idle_timeout,
+            max_connections: server.tcp_max_connections,
+        },
         handler,
         server.rate_limit,
     )

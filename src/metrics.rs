@@ -24,6 +24,7 @@ pub const BUILD_INFO: &str = "gslb_build_info";
 pub const OVERRIDE_ACTIVE: &str = "gslb_override_active";
 pub const DISCOVERY_UP: &str = "gslb_discovery_up";
 pub const RATE_LIMITED: &str = "gslb_dns_rate_limited_total";
+pub const TCP_REFUSED: &str = "gslb_dns_tcp_refused_total";
 pub const CONFIG_RELOADS: &str = "gslb_config_reloads_total";
 pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
@@ -56,6 +57,7 @@ pub struct Metrics {
     override_active: IntGaugeVec,
     discovery_up: IntGaugeVec,
     rate_limited: IntCounterVec,
+    tcp_refused: prometheus::IntCounter,
     reloads: IntCounterVec,
     discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
@@ -191,6 +193,11 @@ impl Metrics {
             &["action"],
         )
         .unwrap();
+        let tcp_refused = prometheus::IntCounter::new(
+            TCP_REFUSED,
+            "DNS TCP connections closed on accept because tcp_max_connections were open.",
+        )
+        .unwrap();
         let reloads = IntCounterVec::new(
             Opts::new(
                 CONFIG_RELOADS,
@@ -220,6 +227,7 @@ impl Metrics {
             Box::new(override_active.clone()),
             Box::new(discovery_up.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(tcp_refused.clone()),
             Box::new(reloads.clone()),
             Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
@@ -239,6 +247,7 @@ impl Metrics {
             override_active,
             discovery_up,
             rate_limited,
+            tcp_refused,
             reloads,
             discovery_last_sync,
             drills,
@@ -309,6 +318,11 @@ impl Metrics {
     /// Counts a response held back by rate limiting (`drop` or `slip`).
     pub fn count_rate_limited(&self, action: &str) {
         self.rate_limited.with_label_values(&[action]).inc();
+    }
+
+    /// Counts a TCP connection closed at the connection cap.
+    pub fn count_tcp_refused(&self) {
+        self.tcp_refused.inc();
     }
 
     pub fn set_discovery_up(&self, source: &str, up: bool) {

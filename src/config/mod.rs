@@ -76,6 +76,7 @@ pub struct Server {
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
     pub admin_token_file: Option<std::path::PathBuf>,
     pub state_file: Option<std::path::PathBuf>,
     pub shutdown_delay: Duration,

@@ -18,6 +18,9 @@ pub struct RawServer {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: String,
+    /// TCP connections served at once; more are closed as soon as they are accepted.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
     /// File holding the bearer token that mutating admin calls must present.
     pub admin_token_file: Option<String>,
     /// Where overrides, last known health and drills are kept across restarts.
@@ -78,6 +81,7 @@ impl Default for RawServer {
             dns_listen: default_dns_listen(),
             admin_listen: default_admin_listen(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_max_connections: default_tcp_max_connections(),
             admin_token_file: None,
             state_file: None,
             shutdown_delay: default_shutdown_delay(),
@@ -94,6 +98,11 @@ fn default_dns_listen() -> Vec<String> {
 }
 fn default_admin_listen() -> String {
     DEFAULT_ADMIN_LISTEN.to_owned()
+}
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+
+fn default_tcp_max_connections() -> usize {
+    DEFAULT_TCP_MAX_CONNECTIONS
 }
 fn default_tcp_idle_timeout() -> String {
     "10s".to_owned()

@@ -177,6 +177,12 @@ impl Validator<'_> {
                 "must be above zero: 0 would keep idle TCP connections open forever",
             );
         }
+        if raw.tcp_max_connections == 0 {
+            self.push(
+                at.then("tcp_max_connections"),
+                "must be at least 1: 0 would refuse every DNS query over TCP",
+            );
+        }
         let admin_token_file = raw.admin_token_file.as_ref().map(std::path::PathBuf::from);
         if let Some(path) = &admin_token_file {
             match std::fs::read_to_string(path) {
@@ -229,6 +235,7 @@ impl Validator<'_> {
             dns_listen,
             admin_listen: admin_listen?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            tcp_max_connections: raw.tcp_max_connections,
             admin_token_file,
             state_file,
         })

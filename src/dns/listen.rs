@@ -2,26 +2,27 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-use hickory_server::Server;
-use tokio::net::{TcpListener, UdpSocket};
-
 use std::sync::Arc;
 
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::tcp::{self, TcpLimits};
 use super::udp::UdpWorkers;
 use super::{Handler, rrl};
 
-/// Pending TCP responses buffered per connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// UDP receiving threads per socket: one per core, up to this many.
 const MAX_UDP_THREADS: usize = 4;
 
 /// A running DNS server.
 pub struct DnsServer {
-    /// TCP, through hickory-server.
-    server: Server<Handler>,
-    udp: UdpWorkers,
+    /// `None` once stopped.
+    udp: Option<UdpWorkers>,
+    /// Stops the TCP accept loops and tells connections to close after the answer in hand.
+    tcp_stop: CancellationToken,
+    /// The accept loops and every TCP connection task.
+    tcp_tasks: TaskTracker,
     /// The bound addresses (UDP and TCP share each), with real ports when 0 was asked.
     pub local_addrs: Vec<SocketAddr>,
 }
@@ -39,13 +40,21 @@ impl DnsServer {
     ///
     /// # Errors
     ///
-    /// When a listener task failed while running.
+    /// When a UDP thread could not be joined.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let udp = self.udp;
-        let udp = tokio::task::spawn_blocking(move || udp.stop());
-        self.server.shutdown_gracefully().await?;
+        let udp = self.udp.take();
+        let udp = tokio::task::spawn_blocking(move || udp.map(UdpWorkers::stop));
+        self.tcp_stop.cancel();
+        self.tcp_tasks.close();
+        self.tcp_tasks.wait().await;
         udp.await?;
         Ok(())
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.tcp_stop.cancel();
     }
 }
 
@@ -59,24 +68,32 @@ impl DnsServer {
 /// When an address cannot be bound (in use, or a privileged port without the capability).
 pub async fn bind(
     addrs: &[SocketAddr],
-    tcp_idle_timeout: Duration,
+    tcp_limits: TcpLimits,
     handler: Handler,
     rate_limit: rrl::RrlConfig,
 ) -> io::Result<DnsServer> {
     let rrl = rrl::Rrl::new(rate_limit).map(Arc::new);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS));
     let mut udp_workers = UdpWorkers::new();
-    let mut server = Server::new(handler.clone());
+    let tcp_stop = CancellationToken::new();
+    let tcp_tasks = TaskTracker::new();
     let mut local_addrs = Vec::new();
     for &addr in addrs {
         let (udp, tcp) = bind_pair(addr).await?;
         local_addrs.push(udp.local_addr()?);
         udp_workers.serve(udp.into_std()?, threads, &handler, rrl.as_ref())?;
-        server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        tcp_tasks.spawn(tcp::serve(
+            tcp,
+            handler.clone(),
+            tcp_limits,
+            tcp_stop.clone(),
+            tcp_tasks.clone(),
+        ));
     }
     Ok(DnsServer {
-        server,
-        udp: udp_workers,
+        udp: Some(udp_workers),
+        tcp_stop,
+        tcp_tasks,
         local_addrs,
     })
 }

@@ -7,6 +7,7 @@
 
 mod listen;
 pub mod rrl;
+mod tcp;
 mod udp;
 pub mod wire;
 
@@ -23,6 +24,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 pub use listen::{DnsServer, bind};
+pub use tcp::TcpLimits;
 
 use crate::answer::{AnswerTable, Outcome};
 use crate::metrics::Metrics;

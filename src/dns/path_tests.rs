@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_server::net::xfer::Protocol;
 use proptest::prelude::*;
 
 use super::Handler;
@@ -163,7 +164,7 @@ fn fast_answers_equal_general_answers() {
             for edns in [None, Some(0), Some(512), Some(1232), Some(4096)] {
                 let packet = query(name, *rtype, edns, i as u16 * 7 + 1, i % 2 == 0);
                 let general = handler
-                    .answer_general(&packet, src())
+                    .answer_general(&packet, src(), Protocol::Udp)
                     .expect("the general path answers every query");
                 total += 1;
                 let Some(fast) = fast(&handler, &packet) else {
@@ -287,7 +288,7 @@ proptest! {
         }
         packet.truncate(packet.len().saturating_sub(cut % 8));
         if let Some(fast) = fast(&handler, &packet) {
-            let general = handler.answer_general(&packet, src());
+            let general = handler.answer_general(&packet, src(), Protocol::Udp);
             prop_assert!(general.is_some());
             prop_assert_eq!(meaning(&fast), meaning(&general.unwrap()));
         }

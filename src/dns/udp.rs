@@ -172,7 +172,7 @@ impl Worker {
                 return Some(&out[..len]);
             }
         }
-        let response = self.handler.answer_general(packet, src)?;
+        let response = self.handler.answer_general(packet, src, Protocol::Udp)?;
         let len = response.len().min(out.len());
         out[..len].copy_from_slice(&response[..len]);
         Some(&out[..len])
@@ -180,12 +180,21 @@ impl Worker {
 }
 
 impl Handler {
-    /// Answers one UDP datagram through the hickory handler, as hickory's own UDP server
-    /// would: nothing for a packet without a header or for a response, FORMERR for one
-    /// that does not parse.
-    pub fn answer_general(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-        let capture = Capture::default();
-        match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
+    /// Answers one query (a UDP datagram, or one TCP message without its length) through
+    /// the hickory handler, as hickory's own server would: nothing for a packet without a
+    /// header or for a response, FORMERR for one that does not parse. Over UDP the answer
+    /// fits the client's buffer (TC set if records had to go).
+    pub fn answer_general(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        let capture = Capture {
+            slot: Arc::default(),
+            tcp: protocol == Protocol::Tcp,
+        };
+        match Request::from_bytes(packet.to_vec(), src, protocol) {
             Ok(request) => {
                 if request.metadata.message_type == MessageType::Response {
                     return None;
@@ -205,7 +214,7 @@ impl Handler {
                 let info = futures::executor::block_on(capture.clone().send_response(response));
                 if let Ok(info) = info {
                     self.metrics.count_query(
-                        false,
+                        capture.tcp,
                         super::QTYPE_OTHER,
                         rcode_index(info.response_code),
                     );
@@ -217,9 +226,11 @@ impl Handler {
 }
 
 /// A response handler that keeps the encoded response for the caller to send.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Capture {
     slot: Arc<Mutex<Option<Vec<u8>>>>,
+    /// No size limit over TCP.
+    tcp: bool,
 }
 
 impl Capture {
@@ -244,7 +255,11 @@ impl ResponseHandler for Capture {
         // The UDP limit hickory's own UDP server applies: the EDNS size (which the handler
         // already capped), else 512 bytes (RFC 1035 §4.2.1). Over it, records are dropped
         // and TC set.
-        let max = response.edns().map_or(512, |e| e.max_payload());
+        let max = if self.tcp {
+            u16::MAX
+        } else {
+            response.edns().map_or(512, |e| e.max_payload())
+        };
         let id = response.metadata().id;
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);

@@ -301,3 +301,68 @@ async fn slow_tcp_clients_do_not_block_others_and_pipelining_works() {
     while slow.join_next().await.is_some() {}
     gslb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_connections_are_capped_and_slots_come_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let text = format!(
+        "[server]\ntcp_max_connections = 4\n{}",
+        two_cluster_app(&block, port, "failover", "")
+    );
+    let gslb = Gslb::start(&text).await;
+    let mut query = header(7, 0x0100, 1, 0, 0, 0);
+    query.extend(question(&["tke-demo", "cn"], 1, 1));
+    let framed: Vec<u8> = [(query.len() as u16).to_be_bytes().to_vec(), query].concat();
+    // Whether a connection gets an answer (false: closed without one).
+    async fn answered(s: &mut tokio::net::TcpStream, framed: &[u8]) -> bool {
+        if s.write_all(framed).await.is_err() {
+            return false;
+        }
+        let mut len = [0u8; 2];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    // Four idle connections take every slot (each proves it is served).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(gslb.dns).await.unwrap();
+        let mut len = [0u8; 2];
+        s.write_all(&framed).await.unwrap();
+        s.read_exact(&mut len).await.unwrap();
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut msg).await.unwrap();
+        held.push(s);
+    }
+    // A fifth is closed without an answer; UDP is unaffected.
+    let mut fifth = tokio::net::TcpStream::connect(gslb.dns).await.unwrap();
+    assert!(!answered(&mut fifth, &framed).await, "over the cap");
+    assert_eq!(
+        gslb.dig("tke-demo.cn A").await.rdata("A"),
+        vec![block.ip(1).to_string()]
+    );
+    let (_, metrics) = gslb.get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gslb_dns_tcp_refused_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // Closing one frees its slot for a new client.
+    drop(held.pop());
+    let mut again = false;
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(gslb.dns).await.unwrap();
+        if answered(&mut s, &framed).await {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again, "a freed slot serves a new connection");
+    gslb.stop().await;
+}

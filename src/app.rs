@@ -364,22 +364,34 @@ async fn plan_answers(
         let inventory = snapshot.inventory.clone();
         let next = AnswerTable::build(&snapshot, serial);
         let prev = table.load();
-        for (app, after) in inventory.apps.iter().zip(&next.apps) {
-            let name = app.display_name();
-            // Match the previous plan by name: a reload may add, drop or reorder apps.
-            let Some(before) = prev
-                .inventory
-                .apps
-                .iter()
-                .position(|a| a.name == app.name)
-                .map(|i| &prev.apps[i])
-            else {
+        // Match the previous plans by name: a reload may add, drop or reorder apps. Same
+        // inventory (the usual case, a health change): same indexes.
+        let same = Arc::ptr_eq(&prev.inventory, &inventory);
+        let by_name: std::collections::HashMap<&hickory_proto::rr::Name, usize> = if same {
+            std::collections::HashMap::new()
+        } else {
+            (prev.inventory.apps.iter().enumerate())
+                .map(|(i, a)| (&a.name, i))
+                .collect()
+        };
+        for (i, (app, after)) in inventory.apps.iter().zip(&next.apps).enumerate() {
+            let index = if same {
+                Some(i)
+            } else {
+                by_name.get(&app.name).copied()
+            };
+            let Some(before) = index.and_then(|i| prev.apps.get(i)) else {
+                let name = app.display_name();
                 metrics.init_app(&name, after.fail_open);
                 continue;
             };
             let (mut was, mut now) = (before.addresses(), after.addresses());
             was.sort();
             now.sort();
+            if was == now && before.fail_open == after.fail_open {
+                continue;
+            }
+            let name = app.display_name();
             if was != now {
                 metrics.count_answer_change(&name);
                 let answer: Vec<String> =

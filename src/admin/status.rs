@@ -125,7 +125,7 @@ pub fn report(
                         streak: h.streak,
                         last_probe: h.last.as_ref().map(|p| ProbeStatus {
                             result: p.outcome.as_str().to_owned(),
-                            detail: p.detail.clone(),
+                            detail: p.detail.to_string(),
                             latency_ms: p.latency.as_secs_f64() * 1000.0,
                             at: time(p.at),
                         }),

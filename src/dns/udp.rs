@@ -39,6 +39,8 @@ const MAX_QUERY: usize = 4096;
 pub(super) struct UdpWorkers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Each socket's address and thread count, to wake the threads at stop.
+    sockets: Vec<(SocketAddr, usize)>,
 }
 
 impl UdpWorkers {
@@ -46,6 +48,7 @@ impl UdpWorkers {
         Self {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            sockets: Vec::new(),
         }
     }
 
@@ -61,6 +64,7 @@ impl UdpWorkers {
         socket.set_read_timeout(Some(STOP_POLL))?;
         let socket = Arc::new(socket);
         let local = socket.local_addr()?;
+        self.sockets.push((local, threads.max(1)));
         for i in 0..threads.max(1) {
             let worker = Worker {
                 socket: socket.clone(),
@@ -80,6 +84,27 @@ impl UdpWorkers {
     /// Stops receiving and waits for every thread to finish the packet in hand.
     pub(super) fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Wake the threads blocked in recv with an empty datagram each, rather than
+        // waiting for their read timeout. Best effort: the timeout stays the backstop.
+        for (addr, threads) in &self.sockets {
+            let mut to = *addr;
+            if to.ip().is_unspecified() {
+                to.set_ip(match to {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let from = if to.is_ipv4() {
+                "127.0.0.1:0"
+            } else {
+                "[::1]:0"
+            };
+            if let Ok(waker) = UdpSocket::bind(from) {
+                for _ in 0..*threads {
+                    let _ = waker.send_to(&[], to);
+                }
+            }
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

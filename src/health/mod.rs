@@ -24,7 +24,7 @@ pub use book::{Cause, HealthBook, Transition};
 pub use machine::{Machine, State, target_state};
 pub use overrides::{Override, OverrideError, OverrideKind};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProbeSeries};
 use crate::model::Inventory;
 
 /// How one probe ended. A failed probe is data, not an error.
@@ -37,6 +37,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Index into [`crate::metrics::PROBE_RESULTS`].
+    pub fn index(self) -> usize {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+            Outcome::Timeout => 2,
+        }
+    }
+
     /// The `result` label of `gslb_probes_total`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,8 +64,9 @@ pub struct ProbeReport {
     /// Index into [`Inventory::endpoints`].
     pub endpoint: usize,
     pub outcome: Outcome,
-    /// What was seen, e.g. `HTTP 503` or `connection refused`.
-    pub detail: String,
+    /// What was seen, e.g. `HTTP 503` or `connection refused`; shared, so that
+    /// publishing a snapshot does not copy every endpoint's text.
+    pub detail: Arc<str>,
     pub latency: Duration,
     pub at: SystemTime,
 }
@@ -161,6 +171,9 @@ pub enum HealthInput {
     },
 }
 
+/// Longest a probe result that changed no state waits before it is published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
 /// Applies inputs until the channel closes, publishing a snapshot after each batch.
 ///
 /// Inputs that arrive together are applied together and published once, so a burst of
@@ -179,6 +192,9 @@ pub async fn run(
     for (app, cluster, kind) in &active {
         metrics.set_override_active(app, cluster, kind, true);
     }
+    let mut series = probe_series(&inventory, &metrics);
+    let mut last_publish = tokio::time::Instant::now();
+    let mut unpublished = false;
     loop {
         let expiry = book.next_expiry().map(|t| {
             t.duration_since(SystemTime::now())
@@ -193,19 +209,29 @@ pub async fn run(
                 }
                 log_transitions(&inventory, &metrics, &transitions, "");
             }
+            _ = tokio::time::sleep_until(last_publish + PUBLISH_EVERY), if unpublished => {
+                publish.send_replace(Arc::new(book.snapshot().clone()));
+                last_publish = tokio::time::Instant::now();
+                unpublished = false;
+                continue;
+            }
         }
         let mut replies: Vec<Box<dyn FnOnce(Option<String>) + Send>> = Vec::new();
         let mut applied = Vec::new();
-        let before = book.clone();
+        let version_before = book.snapshot().version;
+        let overrides_before = book.snapshot().overrides.clone();
         for input in batch.drain(..) {
             match input {
-                HealthInput::Probe(report) => apply_report(&mut book, &inventory, &metrics, report),
+                HealthInput::Probe(report) => {
+                    apply_report(&mut book, &inventory, &metrics, &series, report)
+                }
                 HealthInput::Reconfigure {
                     inventory: next,
                     done,
                 } => {
                     let transitions = book.reconfigure(next.clone(), SystemTime::now());
                     inventory = next;
+                    series = probe_series(&inventory, &metrics);
                     for (t, h) in book.snapshot().targets.iter().enumerate() {
                         let (app, cluster) = inventory.target_labels(t);
                         metrics.init_target(&app, cluster, h.state.is_usable());
@@ -268,9 +294,9 @@ pub async fn run(
         }
         if failure.is_some() && !replies.is_empty() {
             // Not saved: undo the override changes of this batch (probe results stay).
-            let overrides = before.snapshot().overrides.clone();
-            book.replace_overrides(overrides, SystemTime::now());
+            book.replace_overrides(overrides_before, SystemTime::now());
         }
+        let had_replies = !replies.is_empty();
         for reply in replies {
             reply(failure.clone());
         }
@@ -282,31 +308,52 @@ pub async fn run(
             metrics.set_override_active(app, cluster, kind, true);
         }
         active = now_active;
-        // Every batch carries new probe results for the status API, so always publish.
-        publish.send_replace(Arc::new(book.snapshot().clone()));
+        // A state change, or a caller waiting on this batch, is published at once. Probe
+        // results that changed no state only refresh the status API's details: they are
+        // published at most every PUBLISH_EVERY, so that thousands of endpoints do not
+        // copy the snapshot for every batch.
+        let urgent =
+            book.snapshot().version != version_before || !applied.is_empty() || had_replies;
+        if urgent || last_publish.elapsed() >= PUBLISH_EVERY {
+            publish.send_replace(Arc::new(book.snapshot().clone()));
+            last_publish = tokio::time::Instant::now();
+            unpublished = false;
+        } else {
+            unpublished = true;
+        }
         for done in applied {
             let _ = done.send(());
         }
     }
 }
 
+/// The probe series of every target of `inventory`, by target index.
+fn probe_series(inventory: &Inventory, metrics: &Metrics) -> Vec<ProbeSeries> {
+    (0..inventory.targets.len())
+        .map(|t| {
+            let (app, cluster) = inventory.target_labels(t);
+            let kind = inventory.apps[inventory.targets[t].app].probe.kind.label();
+            metrics.probe_series(&app, cluster, kind)
+        })
+        .collect()
+}
+
 fn apply_report(
     book: &mut HealthBook,
     inventory: &Inventory,
     metrics: &Metrics,
+    series: &[ProbeSeries],
     report: ProbeReport,
 ) {
     if report.generation != inventory.generation {
         return; // a late result from probes of a replaced inventory
     }
     let endpoint = inventory.endpoints[report.endpoint];
-    let (app, cluster) = inventory.target_labels(endpoint.target);
-    let kind = inventory.apps[inventory.targets[endpoint.target].app]
-        .probe
-        .kind
-        .label();
-    metrics.observe_probe(&app, cluster, kind, report.outcome.as_str(), report.latency);
+    if let Some(s) = series.get(endpoint.target) {
+        s.observe(report.outcome.index(), report.latency);
+    }
     if report.outcome != Outcome::Success {
+        let (app, cluster) = inventory.target_labels(endpoint.target);
         tracing::debug!(app, cluster, vip = %endpoint.vip, result = report.outcome.as_str(), detail = %report.detail, "probe failed");
     }
     let detail = report.detail.clone();

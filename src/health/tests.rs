@@ -34,7 +34,7 @@ fn report(endpoint: usize, ok: bool) -> ProbeReport {
         } else {
             Outcome::Failure
         },
-        detail: String::new(),
+        detail: "".into(),
         latency: Duration::from_millis(1),
         at: SystemTime::now(),
     }

@@ -124,7 +124,7 @@ async fn run_endpoint(
             generation,
             endpoint,
             outcome,
-            detail,
+            detail: detail.into(),
             latency: start.elapsed(),
             at: SystemTime::now(),
         };

@@ -11,6 +11,7 @@ mod crash;
 mod discovery;
 mod dns;
 mod failover;
+mod flood;
 mod fuzz;
 mod harness;
 mod hostile;

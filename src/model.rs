@@ -250,6 +250,10 @@ impl Inventory {
     ) -> Self {
         let mut list = Vec::with_capacity(targets.len());
         let mut endpoints = Vec::new();
+        debug_assert!(
+            targets.windows(2).all(|w| w[0].0.app <= w[1].0.app),
+            "targets must come app-major"
+        );
         for (idx, (target, vips)) in targets.into_iter().enumerate() {
             endpoints.extend(vips.into_iter().map(|vip| Endpoint { target: idx, vip }));
             list.push(target);
@@ -284,12 +288,12 @@ impl Inventory {
     }
 
     /// Indexes of the targets of one app, in its cluster order.
-    pub fn targets_of(&self, app: usize) -> impl Iterator<Item = usize> + '_ {
-        self.targets
-            .iter()
-            .enumerate()
-            .filter(move |(_, t)| t.app == app)
-            .map(|(i, _)| i)
+    pub fn targets_of(&self, app: usize) -> Range<usize> {
+        // Targets come app-major (see `with_targets`): a binary search, not a scan, so
+        // planning every app stays linear in the number of targets.
+        let start = self.targets.partition_point(|t| t.app < app);
+        let end = self.targets.partition_point(|t| t.app <= app);
+        start..end
     }
 
     /// `(app name, cluster name)` of a target, for logs and metric labels.

@@ -362,7 +362,16 @@ async fn plan_answers(
         version = snapshot.version;
         serial = next_serial(serial);
         let inventory = snapshot.inventory.clone();
-        let next = AnswerTable::build(&snapshot, serial);
+        // Building is CPU work that grows with the inventory (tens of ms for thousands of
+        // apps): off the async workers, so probes and the admin API keep running.
+        let started = tokio::time::Instant::now();
+        let Ok(next) =
+            tokio::task::spawn_blocking(move || AnswerTable::build(&snapshot, serial)).await
+        else {
+            tracing::error!("building the answer table failed; keeping the current one");
+            continue;
+        };
+        let took = started.elapsed();
         let prev = table.load();
         // Match the previous plans by name: a reload may add, drop or reorder apps. Same
         // inventory (the usual case, a health change): same indexes.
@@ -408,6 +417,11 @@ async fn plan_answers(
             }
         }
         table.store(Arc::new(next));
+        // While states churn (thousands of first probe results at start, a flapping
+        // network), rebuild at most half of the time: wait as long as the build took
+        // before looking at the next snapshot. A single change after a quiet spell is
+        // applied at once.
+        tokio::time::sleep(took).await;
     }
 }
 

@@ -16,7 +16,9 @@
 //! | `POST /api/v1/reload` | reload the config file, like SIGHUP (token) |
 //!
 //! Mutating calls are authorized by [`auth`]; every change is one audit log line
-//! (target `gslb::audit`). Request bodies are capped at 64 KiB.
+//! (target `gslb::audit`). Request bodies are capped at 64 KiB: a larger
+//! `Content-Length` is answered 413 before any of the body is read, and a body without
+//! one (chunked) once its first 64 KiB are.
 
 mod auth;
 pub mod client;
@@ -30,8 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -88,7 +91,26 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/drills/plan", get(drills::plan))
         .route("/api/v1/reload", axum::routing::post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state)
+}
+
+/// Answers 413 to a request that announces a body over [`MAX_BODY`], before reading any
+/// of it. Bodies without a length are cut off at the limit as they are read
+/// ([`DefaultBodyLimit`]); handlers that take no body never read it.
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {} KiB", MAX_BODY / 1024),
+        );
+    }
+    next.run(request).await
 }
 
 /// Serves the admin API until `cancel` fires.
@@ -120,6 +142,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A JSON error body: `{"error": "..."}`.
 pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// A JSON body that could not be taken: 413 when it was over [`MAX_BODY`], else 400.
+pub(crate) fn body_rejected(e: &axum::extract::rejection::JsonRejection) -> Response {
+    let code = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(code, e.body_text())
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

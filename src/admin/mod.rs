@@ -15,10 +15,11 @@
 //! | `GET /api/v1/drills/plan?cluster=X` | what each app would answer if X failed |
 //! | `POST /api/v1/reload` | reload the config file, like SIGHUP (token) |
 //!
-//! Mutating calls are authorized by [`auth`]; every change is one audit log line
-//! (target `gslb::audit`). Request bodies are capped at 64 KiB: a larger
-//! `Content-Length` is answered 413 before any of the body is read, and a body without
-//! one (chunked) once its first 64 KiB are.
+//! Mutating calls are authorized by [`auth`], and so are reads with
+//! `admin_protect_reads` (all but `/healthz` and `/readyz`, before anything else is
+//! done with the request); every change is one audit log line (target `gslb::audit`).
+//! Request bodies are capped at 64 KiB: a larger `Content-Length` is answered 413 before
+//! any of the body is read, and a body without one (chunked) once its first 64 KiB are.
 
 mod auth;
 pub mod client;
@@ -42,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Mutations, Token};
+pub use auth::{Mutations, Reads, Token};
 
 use crate::answer::AnswerTable;
 use crate::health::{HealthInput, HealthSnapshot};
@@ -63,6 +64,8 @@ pub struct AdminState {
     /// The readiness latch: set once by the app when serving is meaningful.
     pub ready: Arc<AtomicBool>,
     pub mutations: Arc<Mutations>,
+    /// Whether reads need the token (`admin_protect_reads`).
+    pub reads: Arc<Reads>,
     /// Where drills are kept; `None` without a state file (drills are then not kept).
     pub state: Option<Arc<StateStore>>,
     /// The DNS listeners, for clients (drills) that query gslb itself.
@@ -92,7 +95,20 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/reload", axum::routing::post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authorize_reads,
+        ))
         .with_state(state)
+}
+
+/// With `admin_protect_reads`, every call but the probes needs the token; unknown paths
+/// too, so that nothing about the API is learnt without it.
+async fn authorize_reads(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    match s.reads.authorize(request.uri().path(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err((code, msg)) => error(code, msg),
+    }
 }
 
 /// Answers 413 to a request that announces a body over [`MAX_BODY`], before reading any

@@ -101,6 +101,28 @@ pub async fn http_get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// Runs the `gslb` binary with `args --admin ADMIN`, with `GSLB_TOKEN` set to
+/// `env_token` (else unset); returns (success, stdout, stderr).
+pub async fn gslb_cli(
+    admin: &str,
+    args: &[&str],
+    env_token: Option<&str>,
+) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"));
+    cmd.args(args)
+        .args(["--admin", admin])
+        .env_remove("GSLB_TOKEN");
+    if let Some(t) = env_token {
+        cmd.env("GSLB_TOKEN", t);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What dig printed, split into the parts a user reads.
 #[derive(Debug, Clone, Default)]
 pub struct Dig {

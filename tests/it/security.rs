@@ -1,5 +1,6 @@
-//! Security: reads behind the admin token (`admin_protect_reads`), and request bodies
-//! bounded in size.
+//! Security: reads behind the admin token (`admin_protect_reads`), request bodies bounded
+//! in size, and no secret (the admin token, a kubeconfig's bearer token, a wrong token a
+//! client presented) in logs, status, metrics, lists, the state file or the CLI's output.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,7 +8,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Block, Gslb, eventually, free_port, gslb_cli, stand_ins, two_cluster_app};
+use crate::apiserver::FakeApi;
+use crate::discovery::{DESCRIPTIONS, MANAGED_CLUSTERS, app_config, description, managed_cluster};
+use crate::harness::{
+    Block, Gslb, ServeProcess, dig, eventually, free_port, gslb_cli, stand_ins, two_cluster_app,
+};
 
 const TOKEN: &str = "reads-and-writes-token-0123456789";
 
@@ -331,4 +336,252 @@ async fn oversized_bodies_are_refused_without_being_read() {
         vec![block.ip(1).to_string()]
     );
     gslb.stop().await;
+}
+
+/// Runs a CLI command against `admin`; checks whether it succeeded and returns what it
+/// printed, named `what`.
+async fn run_cli(
+    admin: &str,
+    what: &str,
+    args: &[&str],
+    token: Option<&str>,
+    expect_ok: bool,
+) -> (String, String) {
+    let (ok, out, err) = gslb_cli(admin, args, token).await;
+    assert_eq!(ok, expect_ok, "{what}: {out}{err}");
+    (what.to_owned(), format!("{out}{err}"))
+}
+
+/// gslb as a process, logging at debug level to a file, with an admin token (reads
+/// protected too) and a Clusternet hub reached with a bearer token: operators set and
+/// clear overrides, one presents a wrong token, a drill runs, the hub goes down and comes
+/// back, the config is reloaded twice. Neither secret (nor the wrong token) may show
+/// anywhere gslb writes or answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_logs_status_metrics_or_the_state_file() {
+    const ADMIN_SECRET: &str = "adm1n-5ecret-7c1e0f9a2b44d8e3";
+    const KUBE_SECRET: &str = "kube-5ecret-5d2b8a61e09f4c7a";
+    const WRONG_SECRET: &str = "wr0ng-5ecret-0a9b8c7d6e5f4a3b";
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let api = FakeApi::start().await;
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-01", "aaaa", "True"),
+    );
+    api.put(
+        MANAGED_CLUSTERS,
+        managed_cluster("guangzhou-02", "bbbb", "True"),
+    );
+    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
+    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = FakeApi::kubeconfig_with_token(dir.path(), &[("hub", &api)], KUBE_SECRET);
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_SECRET}\n")).unwrap();
+    let state = dir.path().join("state.json");
+    let log = dir.path().join("gslb.log");
+    let path = dir.path().join("gslb.toml");
+    ServeProcess::write_config(
+        &path,
+        &format!(
+            "admin_token_file = \"{}\"\nadmin_protect_reads = true\nstate_file = \"{}\"",
+            token_file.display(),
+            state.display()
+        ),
+        &app_config(&block, port, &kubeconfig, "clusternet", ""),
+    );
+    let gslb = ServeProcess::spawn_logged(&path, &log, "debug").await;
+    let admin = gslb.admin_url();
+    let tf = token_file.display().to_string();
+    let read = |p: &str| {
+        let url = format!("{admin}{p}");
+        async move { get(&url, Some(ADMIN_SECRET)).await.1 }
+    };
+
+    eventually(
+        Duration::from_secs(20),
+        "the VIP read from the hub",
+        || async {
+            (dig(gslb.dns, "tke-demo.cn A").await.rdata("A") == vec![ip1.clone()]).then_some(())
+        },
+    )
+    .await;
+    // The kubeconfig's token is really in use.
+    assert!(
+        api.authorizations()
+            .contains(&format!("Bearer {KUBE_SECRET}")),
+        "the hub never saw the kubeconfig's token"
+    );
+    eventually(Duration::from_secs(20), "ready", || async {
+        (get(&format!("{admin}/readyz"), None).await.0 == 200).then_some(())
+    })
+    .await;
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    outputs.push(
+        run_cli(
+            &admin,
+            "override set",
+            &[
+                "override",
+                "set",
+                "--cluster",
+                "guangzhou-02",
+                "--kind",
+                "drain",
+                "--reason",
+                "patching",
+                "--expires",
+                "1h",
+                "--token-file",
+                &tf,
+            ],
+            None,
+            true,
+        )
+        .await,
+    );
+    outputs.push(
+        run_cli(
+            &admin,
+            "override clear with a wrong token",
+            &["override", "clear", "--cluster", "guangzhou-02"],
+            Some(WRONG_SECRET),
+            false,
+        )
+        .await,
+    );
+    let (code, body) = post(
+        &format!("{admin}/api/v1/overrides"),
+        Some(WRONG_SECRET),
+        DRAIN,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    outputs.push(("POST with a wrong token".to_owned(), body));
+    outputs.push(
+        run_cli(
+            &admin,
+            "override clear",
+            &["override", "clear", "--cluster", "guangzhou-02"],
+            Some(ADMIN_SECRET),
+            true,
+        )
+        .await,
+    );
+    outputs.push(
+        run_cli(
+            &admin,
+            "drill run",
+            &["drill", "run", "--cluster", "guangzhou-01", "--hold", "1s"],
+            Some(ADMIN_SECRET),
+            true,
+        )
+        .await,
+    );
+
+    // The hub goes down and comes back: its errors reach status and the log.
+    api.set_down(true);
+    eventually(Duration::from_secs(20), "discovery down", || async {
+        let metrics = read("/metrics").await;
+        metrics
+            .contains(r#"gslb_discovery_up{source="hub"} 0"#)
+            .then_some(())
+    })
+    .await;
+    outputs.push((
+        "status while the hub is down".to_owned(),
+        read("/api/v1/status").await,
+    ));
+    outputs.push(
+        run_cli(
+            &admin,
+            "gslb status while the hub is down",
+            &["status"],
+            Some(ADMIN_SECRET),
+            true,
+        )
+        .await,
+    );
+    api.set_down(false);
+    eventually(Duration::from_secs(20), "discovery back", || async {
+        let metrics = read("/metrics").await;
+        metrics
+            .contains(r#"gslb_discovery_up{source="hub"} 1"#)
+            .then_some(())
+    })
+    .await;
+
+    // Two reloads: through the API, and SIGHUP.
+    let (code, body) = post(&format!("{admin}/api/v1/reload"), Some(ADMIN_SECRET), "").await;
+    assert_eq!(code, 200, "{body}");
+    outputs.push(("POST /api/v1/reload".to_owned(), body));
+    let pid = gslb.child.id().unwrap().to_string();
+    let hup = tokio::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(hup.success());
+    eventually(Duration::from_secs(20), "two reloads", || async {
+        let metrics = read("/metrics").await;
+        metrics
+            .contains(r#"gslb_config_reloads_total{result="success"} 2"#)
+            .then_some(())
+    })
+    .await;
+
+    for p in READS.iter().take(6) {
+        outputs.push(((*p).to_owned(), read(p).await));
+    }
+    for args in CLI_READS {
+        outputs.push(run_cli(&admin, &args.join(" "), args, Some(ADMIN_SECRET), true).await);
+    }
+    outputs.push(
+        run_cli(
+            &admin,
+            "status --json",
+            &["status", "--json"],
+            Some(ADMIN_SECRET),
+            true,
+        )
+        .await,
+    );
+    outputs.push(
+        run_cli(
+            &admin,
+            "explain --json",
+            &["explain", "tke-demo.cn", "--json"],
+            Some(ADMIN_SECRET),
+            true,
+        )
+        .await,
+    );
+    assert!(gslb.terminate().await, "gslb serve did not exit cleanly");
+
+    let state_text = std::fs::read_to_string(&state).unwrap();
+    assert!(state_text.contains("\"drills\""), "{state_text}");
+    outputs.push(("the state file".to_owned(), state_text));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    // The log saw it all, at debug level (kube's own request lines included).
+    for line in [
+        "DEBUG",
+        "requesting",
+        "override set",
+        "override cleared",
+        "drill recorded",
+        "discovery API unreachable",
+        "config reloaded",
+        "stopped",
+    ] {
+        assert!(log_text.contains(line), "the log lacks {line:?}");
+    }
+    outputs.push(("the log".to_owned(), log_text));
+    for (what, text) in &outputs {
+        for secret in [ADMIN_SECRET, KUBE_SECRET, WRONG_SECRET] {
+            assert!(!text.contains(secret), "{what} shows the secret {secret}");
+        }
+    }
 }

@@ -585,3 +585,51 @@ async fn no_secret_reaches_logs_status_metrics_or_the_state_file() {
         }
     }
 }
+
+/// A kubeconfig that does not parse: the parser's message quotes the offending line, here
+/// one with a token. gslb says where the problem is, in its log and its status, without
+/// the line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubeconfig_that_does_not_parse_is_reported_without_its_lines() {
+    const KUBE_SECRET: &str = "kube-5ecret-3e7f9a0c21b6d458";
+    let block = Block::new();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("broken.kubeconfig");
+    // `user` written as a string instead of a mapping.
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: hub\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: hub\n  context:\n    cluster: hub\n    user: me\ncurrent-context: hub\nusers:\n- name: me\n  user: \"token: {KUBE_SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gslb.log");
+    let path = dir.path().join("gslb.toml");
+    ServeProcess::write_config(
+        &path,
+        "",
+        &app_config(&block, 80, &kubeconfig, "clusternet", ""),
+    );
+    let gslb = ServeProcess::spawn_logged(&path, &log, "debug").await;
+    let status = format!("{}/api/v1/status", gslb.admin_url());
+    let status = eventually(Duration::from_secs(20), "the source's error", || async {
+        let (_, text) = get(&status, None).await;
+        text.contains("last_error\":\"").then_some(text)
+    })
+    .await;
+    assert!(status.contains("line 15"), "{status}");
+    let (_, printed, _) = gslb_cli(&gslb.admin_url(), &["status"], None).await;
+    assert!(gslb.terminate().await);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("cannot set up discovery"), "{log_text}");
+    for (what, text) in [
+        ("status", &status),
+        ("gslb status", &printed),
+        ("the log", &log_text),
+    ] {
+        assert!(
+            !text.contains(KUBE_SECRET),
+            "{what} quotes the kubeconfig: {text}"
+        );
+    }
+}

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState, Mutations, Token};
+use crate::admin::{self, AdminState, Mutations, Reads, Token};
 use crate::answer::AnswerTable;
 use crate::config::Config;
 use crate::dns::{self, DnsServer};
@@ -99,6 +99,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             || format!("cannot read admin_token_file {}", path.display()),
         )?)),
         None => None,
+    };
+    let reads = match (server.admin_protect_reads, &token) {
+        (false, _) => Reads::Open,
+        (true, Some(token)) => Reads::Token(token.clone()),
+        // Validation refuses this: never serve reads openly when asked not to.
+        (true, None) => anyhow::bail!("admin_protect_reads needs admin_token_file"),
     };
     let mutations = Mutations::new(token, server.admin_listen);
     match &mutations {
@@ -212,6 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         ready: ready.clone(),
         mutations: Arc::new(mutations),
+        reads: Arc::new(reads),
         state,
         dns_addrs: dns.local_addrs.clone(),
         discovery: discovery_status,

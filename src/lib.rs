@@ -22,6 +22,7 @@
 //! - [`dns`] is the hickory-server handler: it reads the current table and never waits on
 //!   probes, locks, or the disk.
 //! - [`admin`] serves metrics, liveness, readiness and the status API.
+//! - [`redact`] says what went wrong without quoting credentials from kube errors.
 //! - [`app`] is the only place that wires them together; [`demo`] runs it all on loopback.
 
 pub mod admin;
@@ -37,5 +38,6 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod redact;
 pub mod rfc3339;
 pub mod state;

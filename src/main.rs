@@ -80,7 +80,8 @@ async fn run(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gslb: {e:#}");
+            // A drill's kube errors may quote a kubeconfig or an auth plugin's output.
+            eprintln!("gslb: {}", gslb::redact::error_text(&e));
             ExitCode::FAILURE
         }
     }

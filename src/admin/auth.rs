@@ -1,9 +1,13 @@
-//! Who may change things: the bearer token of mutating admin calls.
+//! Who may change and read things: the bearer token of admin calls.
 //!
 //! With `admin_token_file` set, every mutating call must carry `Authorization: Bearer
 //! <token>`: 401 without it, 403 with a wrong one, compared in constant time. Without a
 //! token, mutating calls are open on a loopback listener (local users only, as for the
 //! demo) and disabled on any other address.
+//!
+//! Reads are open unless `admin_protect_reads` is set: then every call but `/healthz` and
+//! `/readyz` (whose callers, kubelets and load balancers, carry no token) needs the same
+//! token, with the same answers.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -58,17 +62,52 @@ impl Mutations {
                 StatusCode::FORBIDDEN,
                 "mutating calls are disabled: the admin API listens beyond loopback and no admin_token_file is set".to_owned(),
             )),
-            Mutations::Token(token) => {
-                let presented = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "));
-                match presented {
-                    None => Err((StatusCode::UNAUTHORIZED, "a bearer token is required".to_owned())),
-                    Some(p) if constant_time_eq(p.trim().as_bytes(), token.0.as_bytes()) => Ok(()),
-                    Some(_) => Err((StatusCode::FORBIDDEN, "wrong token".to_owned())),
-                }
-            }
+            Mutations::Token(token) => token.check(headers),
+        }
+    }
+}
+
+/// The policy for reads: every call but the probes' `/healthz` and `/readyz`.
+#[derive(Debug, Clone)]
+pub enum Reads {
+    /// Anyone who can connect may read (the default).
+    Open,
+    /// `admin_protect_reads`: the admin token is required, as for mutating calls.
+    Token(Token),
+}
+
+impl Reads {
+    /// Paths served to anyone whatever the policy: liveness and readiness probes carry
+    /// no token.
+    pub const PROBES: [&'static str; 2] = ["/healthz", "/readyz"];
+
+    /// Checks a request to `path`.
+    ///
+    /// # Errors
+    ///
+    /// The status and message to answer with.
+    pub fn authorize(&self, path: &str, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        match self {
+            Reads::Token(token) if !Self::PROBES.contains(&path) => token.check(headers),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Token {
+    /// `Authorization: Bearer <token>`: 401 when absent, 403 when wrong.
+    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            None => Err((
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required".to_owned(),
+            )),
+            Some(p) if constant_time_eq(p.trim().as_bytes(), self.0.as_bytes()) => Ok(()),
+            Some(_) => Err((StatusCode::FORBIDDEN, "wrong token".to_owned())),
         }
     }
 }
@@ -132,5 +171,32 @@ mod tests {
             m.authorize(&headers(Some("Bearer x"))).unwrap_err().0,
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn protected_reads_spare_only_the_probes() {
+        let r = Reads::Token(Token::new("s3cret-s3cret-s3cret"));
+        for path in ["/api/v1/status", "/metrics", "/api/v1/explain", "/nope"] {
+            assert_eq!(
+                r.authorize(path, &headers(None)).unwrap_err().0,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                r.authorize(path, &headers(Some("Bearer nope")))
+                    .unwrap_err()
+                    .0,
+                StatusCode::FORBIDDEN
+            );
+            assert!(
+                r.authorize(path, &headers(Some("Bearer s3cret-s3cret-s3cret")))
+                    .is_ok()
+            );
+        }
+        for path in Reads::PROBES {
+            assert!(r.authorize(path, &headers(None)).is_ok(), "{path}");
+        }
+        assert!(Reads::Open.authorize("/metrics", &headers(None)).is_ok());
+        assert!(!format!("{r:?}").contains("s3cret"));
     }
 }

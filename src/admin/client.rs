@@ -28,7 +28,9 @@ impl std::fmt::Debug for AdminClient {
 }
 
 impl AdminClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:19153`), with the token for mutating calls.
+    /// A client for `base` (e.g. `http://127.0.0.1:19153`), with the admin token if there
+    /// is one: it goes with every call, since a gslb with `admin_protect_reads` wants it
+    /// for reads too (and one without ignores it there).
     ///
     /// # Errors
     ///
@@ -87,7 +89,10 @@ impl AdminClient {
         query: &[(&str, &str)],
     ) -> anyhow::Result<T> {
         let r = self
-            .send(self.http.get(self.url(path)).query(query), path)
+            .send(
+                self.authed(self.http.get(self.url(path)).query(query)),
+                path,
+            )
             .await?;
         r.json()
             .await

@@ -33,7 +33,7 @@ pub async fn record(
     }
     let Json(drill) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return super::body_rejected(&e),
     };
     let switch = drill
         .gslb_switch_seconds()

@@ -15,8 +15,11 @@
 //! | `GET /api/v1/drills/plan?cluster=X` | what each app would answer if X failed |
 //! | `POST /api/v1/reload` | reload the config file, like SIGHUP (token) |
 //!
-//! Mutating calls are authorized by [`auth`]; every change is one audit log line
-//! (target `gslb::audit`). Request bodies are capped at 64 KiB.
+//! Mutating calls are authorized by [`auth`], and so are reads with
+//! `admin_protect_reads` (all but `/healthz` and `/readyz`, before anything else is
+//! done with the request); every change is one audit log line (target `gslb::audit`).
+//! Request bodies are capped at 64 KiB: a larger `Content-Length` is answered 413 before
+//! any of the body is read, and a body without one (chunked) once its first 64 KiB are.
 
 mod auth;
 pub mod client;
@@ -30,8 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -39,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Mutations, Token};
+pub use auth::{Mutations, Reads, Token};
 
 use crate::answer::AnswerTable;
 use crate::health::{HealthInput, HealthSnapshot};
@@ -60,6 +64,8 @@ pub struct AdminState {
     /// The readiness latch: set once by the app when serving is meaningful.
     pub ready: Arc<AtomicBool>,
     pub mutations: Arc<Mutations>,
+    /// Whether reads need the token (`admin_protect_reads`).
+    pub reads: Arc<Reads>,
     /// Where drills are kept; `None` without a state file (drills are then not kept).
     pub state: Option<Arc<StateStore>>,
     /// The DNS listeners, for clients (drills) that query gslb itself.
@@ -88,7 +94,39 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/drills/plan", get(drills::plan))
         .route("/api/v1/reload", axum::routing::post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authorize_reads,
+        ))
         .with_state(state)
+}
+
+/// With `admin_protect_reads`, every call but the probes needs the token; unknown paths
+/// too, so that nothing about the API is learnt without it.
+async fn authorize_reads(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    match s.reads.authorize(request.uri().path(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err((code, msg)) => error(code, msg),
+    }
+}
+
+/// Answers 413 to a request that announces a body over [`MAX_BODY`], before reading any
+/// of it. Bodies without a length are cut off at the limit as they are read
+/// ([`DefaultBodyLimit`]); handlers that take no body never read it.
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {} KiB", MAX_BODY / 1024),
+        );
+    }
+    next.run(request).await
 }
 
 /// Serves the admin API until `cancel` fires.
@@ -120,6 +158,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A JSON error body: `{"error": "..."}`.
 pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// A JSON body that could not be taken: 413 when it was over [`MAX_BODY`], else 400.
+pub(crate) fn body_rejected(e: &axum::extract::rejection::JsonRejection) -> Response {
+    let code = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(code, e.body_text())
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

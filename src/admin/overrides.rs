@@ -53,7 +53,7 @@ pub async fn set(
     }
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return super::body_rejected(&e),
     };
     if req.reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "a reason is required");

@@ -78,6 +78,9 @@ pub struct Server {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Every admin call but `/healthz` and `/readyz` needs the token (`admin_token_file`
+    /// is then required).
+    pub admin_protect_reads: bool,
     pub state_file: Option<std::path::PathBuf>,
     pub shutdown_delay: Duration,
     pub rate_limit: crate::dns::rrl::RrlConfig,

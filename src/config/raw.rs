@@ -23,6 +23,9 @@ pub struct RawServer {
     pub tcp_max_connections: usize,
     /// File holding the bearer token that mutating admin calls must present.
     pub admin_token_file: Option<String>,
+    /// Reads (every admin call but `/healthz` and `/readyz`) need the token too.
+    #[serde(default)]
+    pub admin_protect_reads: bool,
     /// Where overrides, last known health and drills are kept across restarts.
     pub state_file: Option<String>,
     /// On SIGTERM, how long to keep answering DNS after readiness drops, so load
@@ -83,6 +86,7 @@ impl Default for RawServer {
             tcp_idle_timeout: default_tcp_idle_timeout(),
             tcp_max_connections: default_tcp_max_connections(),
             admin_token_file: None,
+            admin_protect_reads: false,
             state_file: None,
             shutdown_delay: default_shutdown_delay(),
             rate_limit: RawRateLimit::default(),

@@ -255,6 +255,38 @@ fn a_zero_tcp_idle_timeout_is_refused() {
 }
 
 #[test]
+fn protected_reads_need_a_token_file() {
+    let with = |extra: &str| {
+        CONTRACT.replace(
+            "admin_listen = \"127.0.0.1:19153\"",
+            &format!("admin_listen = \"127.0.0.1:19153\"\n{extra}"),
+        )
+    };
+    let p = problems(&with("admin_protect_reads = true"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "server.admin_protect_reads");
+    assert!(
+        p[0].message.contains("admin_token_file"),
+        "{}",
+        p[0].message
+    );
+    assert!(!parse(CONTRACT, "t").unwrap().server.admin_protect_reads);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    let c = parse(
+        &with(&format!(
+            "admin_protect_reads = true\nadmin_token_file = \"{}\"",
+            token.display()
+        )),
+        "t",
+    )
+    .unwrap();
+    assert!(c.server.admin_protect_reads);
+}
+
+#[test]
 fn recheck_interval_lies_between_its_minimum_and_the_interval() {
     for bad in ["2s", "10ms"] {
         let p = problems(&CONTRACT.replace(

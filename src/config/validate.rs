@@ -200,6 +200,12 @@ impl Validator<'_> {
                 ),
             }
         }
+        if raw.admin_protect_reads && admin_token_file.is_none() {
+            self.push(
+                at.then("admin_protect_reads"),
+                "needs admin_token_file: reads would be refused to everyone, with no token to present",
+            );
+        }
         let state_file = raw.state_file.as_ref().map(std::path::PathBuf::from);
         if let Some(dir) = state_file
             .as_ref()
@@ -237,6 +243,7 @@ impl Validator<'_> {
             tcp_idle_timeout: tcp_idle_timeout?,
             tcp_max_connections: raw.tcp_max_connections,
             admin_token_file,
+            admin_protect_reads: raw.admin_protect_reads,
             state_file,
         })
     }

@@ -10,7 +10,9 @@
 //!
 //! An unreachable API is not a reason to fail anything over: the last view stays in
 //! force, `gslb_discovery_up{source}` drops to 0, and the outage is logged once (and its
-//! end once), not per retry.
+//! end once), not per retry. Errors that may quote credentials (a kubeconfig that does
+//! not parse, a failed auth exec plugin) are logged and reported without the quote
+//! ([`crate::redact`]).
 //!
 //! | kind | objects watched |
 //! |---|---|

@@ -202,8 +202,9 @@ pub(super) async fn run(
         match feeds(&source, &refs).await {
             Ok(f) => break f,
             Err(e) => {
-                tracing::error!(source = %name, error = %format!("{e:#}"), "cannot set up discovery; retrying in 30s");
-                tracker.down(format!("{e:#}"));
+                let error = crate::redact::error_text(&e);
+                tracing::error!(source = %name, %error, "cannot set up discovery; retrying in 30s");
+                tracker.down(error);
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(CLIENT_RETRY) => {}
@@ -242,8 +243,9 @@ pub(super) async fn run(
         match event {
             Err(e) => {
                 if up != Some(false) {
-                    tracing::warn!(source = %name, error = %e, "discovery API unreachable: keeping the last known state and retrying with backoff");
-                    tracker.down(e.to_string());
+                    let error = crate::redact::withheld(&e).unwrap_or_else(|| e.to_string());
+                    tracing::warn!(source = %name, %error, "discovery API unreachable: keeping the last known state and retrying with backoff");
+                    tracker.down(error);
                 }
                 up = Some(false);
                 continue;

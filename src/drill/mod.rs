@@ -163,12 +163,14 @@ pub async fn run(
         match restored {
             Ok(line) => progress(&line),
             Err(e) => progress(&format!(
-                "could not undo the fault: {e:#}; an override expires by itself, a scale needs `gslb drill undo`"
+                "could not undo the fault: {}; an override expires by itself, a scale needs `gslb drill undo`",
+                crate::redact::error_text(&e)
             )),
         }
     }
     if let Err(e) = outcome {
-        record.problem = Some(format!("{e:#}"));
+        // Kept in the state file and listed: no quote from a kubeconfig or plugin.
+        record.problem = Some(crate::redact::error_text(&e));
     }
     record.passed = record.problem.is_none();
     if let Err(e) = client.record_drill(&record).await {

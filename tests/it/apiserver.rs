@@ -30,6 +30,8 @@ struct Inner {
     down: bool,
     /// Watches opened from now on get `410 Gone` (until the next list).
     gone: bool,
+    /// Every distinct `Authorization` header seen.
+    authorizations: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -88,6 +90,17 @@ impl FakeApi {
         }
     }
 
+    /// Every distinct `Authorization` header clients have sent.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .unwrap()
+            .authorizations
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Open watches end and the next ones get `410 Gone`, so clients must list again.
     pub fn expire_watches(&self) {
         self.inner.lock().unwrap().gone = true;
@@ -96,6 +109,15 @@ impl FakeApi {
 
     /// A kubeconfig with one context per `(context, api)` pair, over plain HTTP.
     pub fn kubeconfig(dir: &std::path::Path, contexts: &[(&str, &FakeApi)]) -> std::path::PathBuf {
+        Self::kubeconfig_with_token(dir, contexts, "test-token")
+    }
+
+    /// As [`FakeApi::kubeconfig`], with the user's bearer token `token`.
+    pub fn kubeconfig_with_token(
+        dir: &std::path::Path,
+        contexts: &[(&str, &FakeApi)],
+        token: &str,
+    ) -> std::path::PathBuf {
         let mut clusters = String::new();
         let mut ctxs = String::new();
         for (name, api) in contexts {
@@ -108,7 +130,7 @@ impl FakeApi {
             ));
         }
         let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{ctxs}current-context: {}\nusers:\n- name: tester\n  user:\n    token: test-token\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{ctxs}current-context: {}\nusers:\n- name: tester\n  user:\n    token: {token}\n",
             contexts[0].0
         );
         let path = dir.join(format!("{}.kubeconfig", contexts[0].0));
@@ -141,6 +163,14 @@ fn matches(object: &Value, ns: &Option<String>, name: &Option<String>) -> bool {
 }
 
 async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
+    if let Some(auth) = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut inner = api.inner.lock().unwrap();
+        inner.authorizations.insert(auth.to_owned());
+    }
     if req.uri().path().ends_with("/scale") {
         return scale(&api, req)
             .await

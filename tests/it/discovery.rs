@@ -11,8 +11,8 @@ use crate::harness::{Block, Gslb, config, eventually, stand_ins};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-const MANAGED_CLUSTERS: &str = "apis/clusters.clusternet.io/v1beta1/managedclusters";
-const DESCRIPTIONS: &str = "apis/apps.clusternet.io/v1alpha1/descriptions";
+pub(crate) const MANAGED_CLUSTERS: &str = "apis/clusters.clusternet.io/v1beta1/managedclusters";
+pub(crate) const DESCRIPTIONS: &str = "apis/apps.clusternet.io/v1alpha1/descriptions";
 const KARMADA_CLUSTERS: &str = "apis/cluster.karmada.io/v1alpha1/clusters";
 const BINDINGS: &str = "apis/work.karmada.io/v1alpha2/resourcebindings";
 
@@ -21,7 +21,7 @@ fn conditions(ready: &str) -> Value {
 }
 
 /// A Clusternet `ManagedCluster` in its dedicated namespace, as the hub holds it.
-fn managed_cluster(name: &str, id: &str, ready: &str) -> Value {
+pub(crate) fn managed_cluster(name: &str, id: &str, ready: &str) -> Value {
     json!({
         "apiVersion": "clusters.clusternet.io/v1beta1", "kind": "ManagedCluster",
         "metadata": {"name": format!("clusternet-cluster-{id}"), "namespace": format!("clusternet-{id}"),
@@ -34,7 +34,7 @@ fn managed_cluster(name: &str, id: &str, ready: &str) -> Value {
 
 /// The `Description` Clusternet's agent keeps for the app in one cluster, with the
 /// observed status of its Ingress and Deployment.
-fn description(cluster: &str, id: &str, ip: &str, ready: u32) -> Value {
+pub(crate) fn description(cluster: &str, id: &str, ip: &str, ready: u32) -> Value {
     json!({
         "apiVersion": "apps.clusternet.io/v1alpha1", "kind": "Description",
         "metadata": {"name": "qcbm-helm-or-raw", "namespace": format!("clusternet-{id}"),
@@ -74,7 +74,7 @@ fn ingress_binding(statuses: &[(&str, &str)]) -> Value {
     })
 }
 
-fn app_config(
+pub(crate) fn app_config(
     block: &Block,
     port: u16,
     kubeconfig: &std::path::Path,

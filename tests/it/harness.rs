@@ -101,6 +101,28 @@ pub async fn http_get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// Runs the `gslb` binary with `args --admin ADMIN`, with `GSLB_TOKEN` set to
+/// `env_token` (else unset); returns (success, stdout, stderr).
+pub async fn gslb_cli(
+    admin: &str,
+    args: &[&str],
+    env_token: Option<&str>,
+) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"));
+    cmd.args(args)
+        .args(["--admin", admin])
+        .env_remove("GSLB_TOKEN");
+    if let Some(t) = env_token {
+        cmd.env("GSLB_TOKEN", t);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What dig printed, split into the parts a user reads.
 #[derive(Debug, Clone, Default)]
 pub struct Dig {
@@ -276,30 +298,49 @@ impl ServeProcess {
     /// Writes `[server]` (free ports, plus `server_extra` lines) and `rest` to `path`, and
     /// starts `gslb serve` on it.
     pub async fn start(path: &std::path::Path, server_extra: &str, rest: &str) -> Self {
+        Self::write_config(path, server_extra, rest);
+        Self::spawn(path).await
+    }
+
+    /// Writes `[server]` (free ports, plus `server_extra` lines) and `rest` to `path`.
+    pub fn write_config(path: &std::path::Path, server_extra: &str, rest: &str) {
         let (dns, admin) = (free_port(), free_port());
         let text = format!(
             "[server]\ndns_listen = [\"127.0.0.1:{dns}\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n{server_extra}\n{rest}"
         );
         std::fs::write(path, text).unwrap();
-        Self::spawn(path).await
     }
 
-    /// Starts `gslb serve` on an existing config file.
+    /// Starts `gslb serve` on an existing config file (with `[server]` lines as
+    /// `write_config` writes them).
     pub async fn spawn(path: &std::path::Path) -> Self {
+        Self::spawn_with(path, None).await
+    }
+
+    /// Starts `gslb serve` on an existing config file with `RUST_LOG=filter`, its stderr
+    /// (the log) written to `log`.
+    pub async fn spawn_logged(path: &std::path::Path, log: &std::path::Path, filter: &str) -> Self {
+        Self::spawn_with(path, Some((log, filter))).await
+    }
+
+    async fn spawn_with(path: &std::path::Path, log: Option<(&std::path::Path, &str)>) -> Self {
         let text = std::fs::read_to_string(path).unwrap();
         let find = |key: &str| -> SocketAddr {
             let line = text.lines().find(|l| l.starts_with(key)).unwrap();
             line.split('"').nth(1).unwrap().parse().unwrap()
         };
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
-            .arg("serve")
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"));
+        cmd.arg("serve")
             .arg("--config")
             .arg(path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .kill_on_drop(true);
+        if let Some((log, filter)) = log {
+            cmd.env("RUST_LOG", filter)
+                .stderr(std::fs::File::create(log).unwrap());
+        }
+        let child = cmd.spawn().unwrap();
         let s = Self {
             child,
             dns: find("dns_listen"),
@@ -323,6 +364,22 @@ impl ServeProcess {
 
     pub async fn kill9(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit; true if it exited 0.
+    pub async fn terminate(mut self) -> bool {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("gslb serve to exit after SIGTERM")
+            .unwrap();
+        status.success()
     }
 
     pub fn admin_url(&self) -> String {

@@ -17,4 +17,5 @@ mod harness;
 mod hostile;
 mod operations;
 mod resolver;
+mod security;
 mod tls;

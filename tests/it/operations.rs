@@ -4,29 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::harness::{
-    Block, Gslb, ServeProcess, dig, eventually, http_get, stand_ins, two_cluster_app,
+    Block, Gslb, ServeProcess, dig, eventually, gslb_cli, http_get, stand_ins, two_cluster_app,
 };
-
-const GSLB: &str = env!("CARGO_BIN_EXE_gslb");
-
-async fn gslb_cli(admin: &str, args: &[&str], env_token: Option<&str>) -> (bool, String, String) {
-    let mut cmd = Command::new(GSLB);
-    cmd.args(args)
-        .args(["--admin", admin])
-        .env_remove("GSLB_TOKEN");
-    if let Some(t) = env_token {
-        cmd.env("GSLB_TOKEN", t);
-    }
-    let out = cmd.output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn answer(server: std::net::SocketAddr) -> Vec<String> {
     let mut a = dig(server, "tke-demo.cn A").await.rdata("A");

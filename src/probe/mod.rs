@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{HealthInput, Machine, Outcome, ProbeReport};
 use crate::model::{Inventory, ProbeKind, ProbeSpec};
 
-/// Most start-up jitter before the first probe.
+/// Least spread of the first probes after a start; a larger inventory spreads them wider
+/// (see [`first_probe_spread`]).
 const FIRST_PROBE_JITTER: Duration = Duration::from_millis(100);
+/// How far apart, on average, first probes are spread at least.
+const FIRST_PROBE_GAP: Duration = Duration::from_micros(100);
 
 /// One endpoint's check, ready to run repeatedly.
 #[derive(Debug, Clone)]
@@ -73,13 +76,14 @@ pub fn spawn_all(
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut tasks = JoinSet::new();
+    let mut rng = rand::rng();
     for (idx, endpoint) in inventory.endpoints.iter().enumerate() {
         let spec = inventory.apps[inventory.targets[endpoint.target].app]
             .probe
             .clone();
         let check = Check::new(&spec.kind, endpoint.vip, spec.timeout)?;
-        let jitter =
-            rand::rng().random_range(Duration::ZERO..=FIRST_PROBE_JITTER.min(spec.interval));
+        let spread = first_probe_spread(inventory.endpoints.len(), spec.interval);
+        let jitter = rng.random_range(Duration::ZERO..=spread);
         tasks.spawn(run_endpoint(
             (inventory.generation, idx),
             check,
@@ -109,6 +113,7 @@ async fn run_endpoint(
     let mut pace = Machine::new();
     let mut next = Instant::now() + jitter;
     loop {
+        let scheduled = next;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
@@ -119,7 +124,7 @@ async fn run_endpoint(
             r = check.run(spec.timeout) => r,
         };
         pace.observe(outcome == Outcome::Success, spec.rise, spec.fall);
-        next = next_start(&spec, pace.streak(), start, Instant::now());
+        next = next_start(&spec, pace.streak(), scheduled, Instant::now());
         let report = ProbeReport {
             generation,
             endpoint,
@@ -134,9 +139,17 @@ async fn run_endpoint(
     }
 }
 
-/// When the next probe starts, given the one that started at `start` and ended at `end`:
+/// How widely the first probes after a start are spread: at least [`FIRST_PROBE_JITTER`],
+/// wider for large inventories so that a round is not one burst, at most `interval`.
+fn first_probe_spread(endpoints: usize, interval: Duration) -> Duration {
+    let wide = FIRST_PROBE_GAP.saturating_mul(u32::try_from(endpoints).unwrap_or(u32::MAX));
+    wide.max(FIRST_PROBE_JITTER).min(interval)
+}
+
+/// When the next probe starts, given the one scheduled at `start` that ended at `end`:
 /// `recheck_interval` after the end while `streak` results disagree with the state, else
-/// `interval` after the start (at once if that has passed).
+/// `interval` after the scheduled start, so that timer lateness does not add up from
+/// round to round (at once if that has passed).
 fn next_start(spec: &ProbeSpec, streak: u32, start: Instant, end: Instant) -> Instant {
     if streak > 0 {
         end + spec.recheck_interval
@@ -185,6 +198,21 @@ mod tests {
                 gap
             })
             .collect()
+    }
+
+    #[test]
+    fn first_probes_spread_wider_for_large_inventories() {
+        let second = Duration::from_secs(1);
+        assert_eq!(first_probe_spread(2, second), FIRST_PROBE_JITTER);
+        assert_eq!(
+            first_probe_spread(5_000, second),
+            Duration::from_millis(500)
+        );
+        assert_eq!(first_probe_spread(10_000, second), second);
+        assert_eq!(first_probe_spread(100_000, second), second);
+        // Never wider than the interval, even below the usual minimum spread.
+        let fast = Duration::from_millis(50);
+        assert_eq!(first_probe_spread(2, fast), fast);
     }
 
     #[test]

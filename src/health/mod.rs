@@ -200,10 +200,12 @@ pub async fn run(
             t.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
         });
+        let mut expired_any = false;
         tokio::select! {
             n = inputs.recv_many(&mut batch, 256) => if n == 0 { return },
             _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
                 let (expired, transitions) = book.expire(SystemTime::now());
+                expired_any = !expired.is_empty();
                 for o in &expired {
                     tracing::info!(target: "gslb::audit", action = "override.expired", cluster = %o.cluster, app = o.app.as_deref().unwrap_or("*"), kind = o.kind.as_str(), reason = %o.reason, set_by = %o.set_by, "override expired");
                 }
@@ -294,20 +296,24 @@ pub async fn run(
         }
         if failure.is_some() && !replies.is_empty() {
             // Not saved: undo the override changes of this batch (probe results stay).
-            book.replace_overrides(overrides_before, SystemTime::now());
+            book.replace_overrides(overrides_before.clone(), SystemTime::now());
         }
         let had_replies = !replies.is_empty();
         for reply in replies {
             reply(failure.clone());
         }
-        let now_active = active_overrides(&inventory, book.snapshot());
-        for (app, cluster, kind) in active.difference(&now_active) {
-            metrics.set_override_active(app, cluster, kind, false);
+        // Which targets overrides hold down changes only with the overrides or the
+        // inventory, never with a probe result: skip the walk over every target otherwise.
+        if expired_any || !applied.is_empty() || book.snapshot().overrides != overrides_before {
+            let now_active = active_overrides(&inventory, book.snapshot());
+            for (app, cluster, kind) in active.difference(&now_active) {
+                metrics.set_override_active(app, cluster, kind, false);
+            }
+            for (app, cluster, kind) in now_active.difference(&active) {
+                metrics.set_override_active(app, cluster, kind, true);
+            }
+            active = now_active;
         }
-        for (app, cluster, kind) in now_active.difference(&active) {
-            metrics.set_override_active(app, cluster, kind, true);
-        }
-        active = now_active;
         // A state change, or a caller waiting on this batch, is published at once. Probe
         // results that changed no state only refresh the status API's details: they are
         // published at most every PUBLISH_EVERY, so that thousands of endpoints do not

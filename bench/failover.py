@@ -18,6 +18,9 @@ Faults:
   refused   the stand-in closes its listening socket and resets every open connection:
             what a killed process leaves (connect() gets ECONNREFUSED).
   blackhole the stand-in keeps accepting connections but never answers a request.
+  http5xx   the stand-in answers every request with 503 Service Unavailable.
+  slow      the stand-in answers 200, but only after SLOW_DELAY seconds (default 1.0,
+            just over gslb's default 800 ms probe timeout; environment variable).
 
 Polling is a plain DNS query over UDP from this process (equivalent to
 `dig +short tke-demo.cn A`, checked against dig at start), because starting 20 dig
@@ -40,6 +43,7 @@ import sys
 import time
 import urllib.request
 
+SLOW_DELAY = float(os.environ.get("SLOW_DELAY", "1.0"))
 POLL = 0.05
 
 
@@ -148,6 +152,14 @@ class StandIn:
                     while await reader.read(65536):
                         pass
                     return
+                if self.mode == "http5xx":
+                    body = b"unavailable\n"
+                    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    continue
+                if self.mode == "slow":
+                    await asyncio.sleep(SLOW_DELAY)
                 if self.mode == "flap" and random.random() < self.flap_rate:
                     self.failed += 1
                     writer.transport.abort()  # a reset, no answer
@@ -177,6 +189,12 @@ class StandIn:
     async def blackhole(self):
         self.mode = "blackhole"
         # Requests already read wait; connections being read hang at their next request.
+
+    async def http5xx(self):
+        self.mode = "http5xx"
+
+    async def slow(self):
+        self.mode = "slow"
 
     async def flap(self, rate):
         self.flap_rate = rate
@@ -244,7 +262,8 @@ async def run_server(cfg, standins, trials, kinds, log):
                 log(f"{name}: not healthy before trial {kind} {i + 1}: {sorted(ans or [])}; stopping its trials")
                 return results
             await asyncio.sleep(random.uniform(0, cfg["interval"]))
-            await (primary.refuse() if kind == "refused" else primary.blackhole())
+            await {"refused": primary.refuse, "blackhole": primary.blackhole,
+                   "http5xx": primary.http5xx, "slow": primary.slow}[kind]()
             d_fault, ans_f = await poll_until(poller, failed, cfg["fault_limit"])
             await asyncio.sleep(random.uniform(0, cfg["interval"]))
             await primary.restore()

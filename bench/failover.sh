@@ -26,7 +26,7 @@
 # with median and 95th percentile; stops everything it started.
 #
 # Knobs: TRIALS (default 20), SLOW_TRIALS (trials for gdnsd defaults, whose trials last
-# ~5 minutes each; default TRIALS), KINDS (default "refused blackhole"), FLAP_SECONDS
+# ~5 minutes each; default TRIALS), KINDS (default "refused blackhole"; also http5xx, slow), FLAP_SECONDS
 # (default 60, 0 to skip), SERVERS (subset of the names below).
 set -euo pipefail
 cd "$(dirname "$0")/.."

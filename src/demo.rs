@@ -44,6 +44,8 @@ pub struct StandIn {
     pub addr: SocketAddr,
     name: String,
     status: Arc<AtomicU16>,
+    /// When above 0, every n-th request is answered 503 (a flapping backend).
+    fail_every: Arc<std::sync::atomic::AtomicU64>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -58,6 +60,7 @@ impl StandIn {
             addr,
             name: name.to_owned(),
             status: Arc::new(AtomicU16::new(200)),
+            fail_every: Arc::default(),
             task: None,
         };
         s.resume().await?;
@@ -88,12 +91,19 @@ impl StandIn {
         let listener = TcpListener::bind(self.addr).await?;
         self.addr = listener.local_addr()?;
         let status = self.status.clone();
+        let fail_every = self.fail_every.clone();
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let name = self.name.clone();
         // The body names the cluster and echoes the Host header, so a probe's
         // `body_contains` can check which name it asked for.
         let app = Router::new().fallback(move |headers: axum::http::HeaderMap| {
-            let code =
-                StatusCode::from_u16(status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
+            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+            let every = fail_every.load(Ordering::Relaxed);
+            let code = if every > 0 && n % every == 0 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::from_u16(status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK)
+            };
             let host = headers
                 .get(axum::http::header::HOST)
                 .and_then(|h| h.to_str().ok())
@@ -111,6 +121,11 @@ impl StandIn {
     /// Answers every request with `code` from now on (e.g. 503 for a broken backend).
     pub fn set_status(&self, code: u16) {
         self.status.store(code, Ordering::Relaxed);
+    }
+
+    /// Answers every `n`-th request with 503 from now on (0: none), a backend that flaps.
+    pub fn set_fail_every(&self, n: u64) {
+        self.fail_every.store(n, Ordering::Relaxed);
     }
 }
 

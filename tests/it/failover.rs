@@ -248,3 +248,43 @@ async fn a_host_written_as_an_address_still_probes_the_vip() {
     .await;
     gslb.stop().await;
 }
+
+/// The value of `gslb_health_transitions_total` for guangzhou-01 going `to`.
+async fn transitions(gslb: &Gslb, to: &str) -> u64 {
+    let (_, metrics) = gslb.get("/metrics").await;
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("gslb_health_transitions_total{")
+                && l.contains("cluster=\"guangzhou-01\"")
+                && l.contains(&format!("to=\"{to}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A backend that fails every other probe never fails `fall = 2` in a row: its state and
+/// the answer never move, however long it flaps. Failing every probe does move them, so
+/// the pattern, not luck, is what holds the state.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_failing_every_other_probe_never_changes_state() {
+    let block = Block::new();
+    let (ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb = Gslb::start(&two_cluster_app(&block, port, "failover", "")).await;
+    let (one, two) = (block.ip(1).to_string(), block.ip(2).to_string());
+    wait_for_answer(&gslb, vec![one.clone()], "the primary answered").await;
+    let downs = transitions(&gslb, "down").await;
+
+    ingresses[0].set_fail_every(2);
+    // About 20 probes at interval 200ms (rechecks after each failure make it more).
+    for _ in 0..40 {
+        assert_eq!(answer(&gslb).await, vec![one.clone()], "the answer moved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(transitions(&gslb, "down").await, downs, "the state moved");
+
+    ingresses[0].set_fail_every(1);
+    wait_for_answer(&gslb, vec![two], "failover once every probe fails").await;
+    assert!(transitions(&gslb, "down").await > downs);
+    gslb.stop().await;
+}

@@ -146,3 +146,91 @@ async fn a_udp_flood_starves_neither_probes_nor_other_clients() {
     // And after it, answers are normal.
     assert_eq!(dig(gslb.dns, "tke-demo.cn A").await.rdata("A"), secondary);
 }
+
+/// Endpoints that accept and never answer: each probe costs one timeout and then lets go
+/// of its connection, so gslb's open descriptors stay bounded by the number of endpoints
+/// (one probe in flight each) however long they hang, and every endpoint is judged down.
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_targets_cost_one_timeout_each_and_no_growth() {
+    const VIPS: u8 = 40;
+    let block = Block::new();
+    // Listeners that accept and hold every connection without a byte in return.
+    let first = tokio::net::TcpListener::bind((block.ip(10), 0))
+        .await
+        .unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![first];
+    for i in 1..VIPS {
+        listeners.push(
+            tokio::net::TcpListener::bind((block.ip(10 + i), port))
+                .await
+                .unwrap(),
+        );
+    }
+    let held = Arc::new(AtomicU64::new(0));
+    let mut holders = tokio::task::JoinSet::new();
+    for l in listeners {
+        let held = held.clone();
+        holders.spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.fetch_add(1, Ordering::Relaxed);
+                conns.push(c); // never read, never written, kept open
+            }
+        });
+    }
+    let vips: Vec<String> = (0..VIPS)
+        .map(|i| format!("\"{}\"", block.ip(10 + i)))
+        .collect();
+    let rest = crate::harness::config(&format!(
+        r#"
+[[cluster]]
+name = "hung"
+vips = [{}]
+[[app]]
+name = "tke-demo.cn"
+clusters = ["hung"]
+fail_open = false
+probe = {{ kind = "http", port = {port}, interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
+"#,
+        vips.join(", ")
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let gslb = ServeProcess::start(&dir.path().join("gslb.toml"), "", &rest).await;
+    let pid = gslb.child.id().unwrap();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status = format!("{}/api/v1/status", gslb.admin_url());
+    eventually(
+        Duration::from_secs(15),
+        "every endpoint judged down",
+        || async {
+            let body = http.get(&status).send().await.ok()?.text().await.ok()?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let targets = v["targets"].as_array()?;
+            targets.iter().all(|t| t["state"] == "down").then_some(())
+        },
+    )
+    .await;
+    // Keep them hanging for about 15 more probe rounds, sampling descriptors.
+    let mut most = 0;
+    for _ in 0..30 {
+        most = most.max(fds());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = held.load(Ordering::Relaxed);
+    eprintln!(
+        "hanging targets: {VIPS} endpoints, {accepted} connections accepted, gslb held at most {most} descriptors"
+    );
+    // Each endpoint has at most one probe in flight; the rest is gslb's own (sockets,
+    // log, epoll, the state of the runtime): well under 40 of those.
+    assert!(
+        most < usize::from(VIPS) + 40,
+        "{most} descriptors open for {VIPS} hanging endpoints"
+    );
+    assert!(
+        accepted > u64::from(VIPS) * 5,
+        "probes did not keep running: {accepted}"
+    );
+    holders.abort_all();
+}

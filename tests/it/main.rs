@@ -18,3 +18,4 @@ mod hostile;
 mod operations;
 mod resolver;
 mod tls;
+mod ttl;

@@ -352,21 +352,23 @@ async fn apply_inventories(
     while probes.join_next().await.is_some() {}
 }
 
-/// Rebuilds the answer table on every health state change, and logs and counts what
-/// each app's answer became.
+/// Rebuilds the answer table on every health state change (and every change of
+/// steadiness, which moves adaptive TTLs), and logs and counts what each app's answer
+/// became.
 async fn plan_answers(
     mut health: watch::Receiver<Arc<HealthSnapshot>>,
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
     mut serial: u32,
 ) {
-    let mut version = health.borrow().version;
+    let moves = |s: &HealthSnapshot| (s.version, s.steadiness);
+    let mut seen = moves(&health.borrow());
     while health.changed().await.is_ok() {
         let snapshot = health.borrow_and_update().clone();
-        if snapshot.version == version {
-            continue; // new probe results, same states: answers cannot have changed
+        if moves(&snapshot) == seen {
+            continue; // new probe results, same states and streaks: answers cannot have changed
         }
-        version = snapshot.version;
+        seen = moves(&snapshot);
         serial = next_serial(serial);
         let inventory = snapshot.inventory.clone();
         // Building is CPU work that grows with the inventory (tens of ms for thousands of
@@ -401,6 +403,9 @@ async fn plan_answers(
                 metrics.init_app(&name, after.fail_open);
                 continue;
             };
+            if before.ttl.seconds != after.ttl.seconds {
+                tracing::debug!(app = %app.display_name(), ttl = after.ttl.seconds, why = %after.ttl.why(&inventory, i), "answer ttl changed");
+            }
             let (mut was, mut now) = (before.addresses(), after.addresses());
             was.sort();
             now.sort();

@@ -121,7 +121,11 @@ pub struct App {
     /// Fully qualified name answered with VIPs, e.g. `tke-demo.cn.`.
     pub name: Name,
     pub policy: Policy,
+    /// TTL of the app's `A`/`AAAA` answers while every cluster is up and steady (and
+    /// always, without `adaptive_ttl`).
     pub ttl: u32,
+    /// Shorter answers while a cluster of the app is down or changing; `None`: always `ttl`.
+    pub adaptive_ttl: Option<AdaptiveTtl>,
     /// Indexes into [`Inventory::clusters`], in config order.
     pub clusters: Vec<usize>,
     pub probe: ProbeSpec,
@@ -131,6 +135,16 @@ pub struct App {
     pub health: HealthFrom,
     /// Where the app's per-cluster VIPs and workloads are discovered, if anywhere.
     pub kube: Option<KubeApp>,
+}
+
+/// TTL that follows health: while any cluster of the app is down, held out, or on its way
+/// in or out (probes disagreeing with its state, short of `rise` or `fall`), answers
+/// carry the time until the earliest possible state change instead of `ttl`, at least
+/// `min` and at most `ttl`, so resolvers come back when the answer may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveTtl {
+    /// The shortest TTL served, in seconds (at least 1, at most the app's `ttl`).
+    pub min: u32,
 }
 
 /// Which signals decide that a target is up.

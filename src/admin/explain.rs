@@ -43,7 +43,17 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppExplanation {
     pub policy: String,
+    /// The app's configured `ttl`.
     pub ttl: u32,
+    /// The TTL its address answers carry now (below `ttl` while `adaptive_ttl` shortens
+    /// it), and why.
+    #[serde(default)]
+    pub ttl_now: u32,
+    #[serde(default)]
+    pub ttl_why: String,
+    /// The app's `adaptive_ttl` minimum, if it has one.
+    #[serde(default)]
+    pub adaptive_ttl_min: Option<u32>,
     pub fail_open: bool,
     pub clusters: Vec<ClusterExplanation>,
 }
@@ -232,6 +242,9 @@ fn explain_app(
     AppExplanation {
         policy: spec.policy.as_str().to_owned(),
         ttl: spec.ttl,
+        ttl_now: plan.ttl.seconds,
+        ttl_why: plan.ttl.why(&table.inventory, app),
+        adaptive_ttl_min: plan.ttl.adaptive_min,
         fail_open: plan.fail_open,
         clusters,
     }
@@ -243,13 +256,26 @@ pub fn render(e: &Explanation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} {}: {}", e.name, e.qtype, e.outcome);
     if let Some(app) = &e.app {
+        // A gslb from before adaptive TTLs sends no `ttl_now`: it serves `ttl`.
+        let now = if app.ttl_now == 0 {
+            app.ttl
+        } else {
+            app.ttl_now
+        };
+        let adaptive = app
+            .adaptive_ttl_min
+            .map(|min| format!(" (adaptive, {min}s to {}s)", app.ttl))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "app: policy {}, ttl {}s{}",
+            "app: policy {}, ttl {}s{adaptive}{}",
             app.policy,
-            app.ttl,
+            now,
             if app.fail_open { ", FAILING OPEN" } else { "" }
         );
+        if app.adaptive_ttl_min.is_some() {
+            let _ = writeln!(out, "  ttl {now}s: {}", app.ttl_why);
+        }
         for c in &app.clusters {
             let _ = writeln!(
                 out,

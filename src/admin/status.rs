@@ -79,6 +79,18 @@ pub struct AppStatus {
     pub clusters: Vec<String>,
     /// Every address currently answered (A and AAAA).
     pub answer: Vec<String>,
+    /// The TTL of those answers now, in seconds: the app's `ttl`, or shorter with
+    /// `adaptive_ttl` while a cluster is down or changing.
+    #[serde(default)]
+    pub ttl: u32,
+    /// True while the app has `adaptive_ttl` and a cluster of it is down or changing: the
+    /// TTL is then the time until its earliest possible change (at least `min`, at most
+    /// `ttl`).
+    #[serde(default)]
+    pub ttl_unsteady: bool,
+    /// Why the answers carry that TTL.
+    #[serde(default)]
+    pub ttl_why: String,
 }
 
 fn time(t: SystemTime) -> String {
@@ -138,7 +150,8 @@ pub fn report(
         .apps
         .iter()
         .zip(&table.apps)
-        .map(|(app, plan)| AppStatus {
+        .enumerate()
+        .map(|(i, (app, plan))| AppStatus {
             app: app.display_name(),
             policy: app.policy.as_str().to_owned(),
             fail_open: plan.fail_open,
@@ -148,6 +161,9 @@ pub fn report(
                 .map(|&c| inventory.clusters[c].name.clone())
                 .collect(),
             answer: plan.addresses().iter().map(ToString::to_string).collect(),
+            ttl: plan.ttl.seconds,
+            ttl_unsteady: plan.ttl.unsteady.is_some(),
+            ttl_why: plan.ttl.why(&table.inventory, i),
         })
         .collect();
     StatusReport {
@@ -230,8 +246,8 @@ pub fn render(report: &StatusReport) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<24} {:<12} {:<10} ANSWER",
-        "APP", "POLICY", "FAIL-OPEN"
+        "{:<24} {:<12} {:<10} {:<6} ANSWER",
+        "APP", "POLICY", "FAIL-OPEN", "TTL"
     );
     for a in &report.apps {
         let answer = if a.answer.is_empty() {
@@ -241,11 +257,21 @@ pub fn render(report: &StatusReport) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:<12} {:<10} {answer}",
+            "{:<24} {:<12} {:<10} {:<6} {answer}",
             a.app,
             a.policy,
-            if a.fail_open { "YES" } else { "no" }
+            if a.fail_open { "YES" } else { "no" },
+            format!("{}s", a.ttl)
         );
+    }
+    // Only adaptive TTLs that are not at rest need a reason here; `--json` and explain
+    // give every one.
+    if report.apps.iter().any(|a| a.ttl_unsteady) {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "SHORT TTL");
+        for a in report.apps.iter().filter(|a| a.ttl_unsteady) {
+            let _ = writeln!(out, "  {} {}s: {}", a.app, a.ttl, a.ttl_why);
+        }
     }
     if !report.overrides.is_empty() {
         let _ = writeln!(out);

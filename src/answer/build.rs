@@ -43,7 +43,7 @@ impl AnswerTable {
                     .iter()
                     .map(|ips| {
                         ips.iter()
-                            .map(|ip| address(&spec.name, spec.ttl, *ip))
+                            .map(|ip| address(&spec.name, plan.ttl.seconds, *ip))
                             .collect()
                     })
                     .collect()

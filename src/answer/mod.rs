@@ -7,6 +7,7 @@
 
 mod build;
 pub mod plan;
+pub mod ttl;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -210,5 +211,7 @@ pub(crate) mod fixtures;
 mod plan_tests;
 #[cfg(test)]
 mod table_tests;
+#[cfg(test)]
+mod ttl_tests;
 #[cfg(test)]
 mod wire_tests;

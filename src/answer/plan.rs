@@ -1,4 +1,5 @@
-//! Policies: which VIPs an app answers with, given health. Pure functions.
+//! Policies: which VIPs an app answers with, and with which TTL (`ttl.rs`), given health.
+//! Pure functions.
 //!
 //! A plan lists *variants* per address family: the DNS path serves one variant per query,
 //! in turn. Rotation (`round-robin`, and ties under `failover`) is a variant per rotation;
@@ -7,6 +8,7 @@
 
 use std::net::IpAddr;
 
+use super::ttl::{self, AppTtl};
 use crate::health::HealthSnapshot;
 use crate::model::{HealthFrom, Inventory, Policy};
 
@@ -24,6 +26,8 @@ pub struct AppPlan {
     pub clusters: Vec<usize>,
     pub v4: Vec<Vec<IpAddr>>,
     pub v6: Vec<Vec<IpAddr>>,
+    /// The TTL of the app's `A`/`AAAA` records, and why.
+    pub ttl: AppTtl,
 }
 
 impl AppPlan {
@@ -125,6 +129,7 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
         clusters: chosen.iter().map(|c| c.cluster).collect(),
         v4: family(true),
         v6: family(false),
+        ttl: ttl::choose(inventory, app, health),
     }
 }
 

@@ -178,6 +178,8 @@ pub struct RawApp {
     pub policy: String,
     #[serde(default = "default_app_ttl")]
     pub ttl: u32,
+    /// `{ min = 5 }`: shorter TTLs while a cluster is down or changing. Off when absent.
+    pub adaptive_ttl: Option<RawAdaptiveTtl>,
     /// Defaults to every cluster, in config order.
     pub clusters: Option<Vec<String>>,
     pub probe: RawProbe,
@@ -191,6 +193,14 @@ pub struct RawApp {
     /// Workloads that must be ready for the app to count as up in a cluster.
     #[serde(default)]
     pub workloads: Vec<RawWorkload>,
+}
+
+/// `adaptive_ttl = { min = 5 }` of an app: TTL that follows health.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdaptiveTtl {
+    /// The shortest TTL served while unsteady, in seconds.
+    pub min: u32,
 }
 
 /// `{ namespace = "qcbm", name = "qcbm-ingress" }`, optionally `kind = "Service"`.

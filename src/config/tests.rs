@@ -227,6 +227,10 @@ probe = { kind = "tcp", port = 443 }
     let app = &c.inventory.apps[0];
     assert_eq!(app.policy, crate::model::Policy::Failover);
     assert_eq!(app.ttl, 30);
+    assert_eq!(
+        app.adaptive_ttl, None,
+        "TTL that follows health is off unless asked for"
+    );
     assert!(app.fail_open);
     assert_eq!(app.clusters, vec![0]);
     assert_eq!(app.probe.interval, duration(raw::DEFAULT_INTERVAL).unwrap());
@@ -320,4 +324,39 @@ fn recheck_interval_lies_between_its_minimum_and_the_interval() {
         c.inventory.apps[0].probe.recheck_interval,
         Duration::from_millis(150)
     );
+}
+
+#[test]
+fn adaptive_ttl_min_lies_between_one_and_the_ttl() {
+    let c = parse(
+        &CONTRACT.replace("ttl = 30", "ttl = 30\nadaptive_ttl = { min = 5 }"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.inventory.apps[0].adaptive_ttl,
+        Some(crate::model::AdaptiveTtl { min: 5 })
+    );
+    for bad in ["0", "31"] {
+        let text = CONTRACT.replace(
+            "ttl = 30",
+            &format!("ttl = 30\nadaptive_ttl = {{ min = {bad} }}"),
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "app[0].adaptive_ttl.min", "{bad}");
+        assert!(p[0].message.contains("at most the app's ttl (30)"), "{p:?}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("adaptive_ttl"))
+            .unwrap()
+            + 1;
+        assert_eq!(p[0].line, Some(line));
+    }
+    // A table with one required key: a duration string or a stray key is an error.
+    let p = problems(&CONTRACT.replace("ttl = 30", "ttl = 30\nadaptive_ttl = { min = \"5s\" }"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    let p =
+        problems(&CONTRACT.replace("ttl = 30", "ttl = 30\nadaptive_ttl = { min = 5, max = 9 }"));
+    assert!(p[0].message.contains("unknown field `max`"), "{p:?}");
 }

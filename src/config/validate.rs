@@ -11,7 +11,9 @@ use hickory_proto::rr::{Name, RData};
 
 use super::raw::{RawApp, RawCluster, RawProbe, RawRecord, RawServer, RawZone};
 use super::{Config, KeyPath, PathProblem, Sections, Server};
-use crate::model::{App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Zone};
+use crate::model::{
+    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Zone,
+};
 
 /// Largest TTL we accept anywhere: one day. Longer TTLs defeat failover.
 const MAX_TTL: u32 = 86_400;
@@ -433,6 +435,19 @@ impl Validator<'_> {
                 format!("{} is over the limit of {MAX_TTL} seconds", raw.ttl),
             );
         }
+        let adaptive_ttl = raw
+            .adaptive_ttl
+            .as_ref()
+            .map(|a| AdaptiveTtl { min: a.min });
+        if let Some(a) = adaptive_ttl.filter(|a| a.min == 0 || a.min > raw.ttl) {
+            self.push(
+                at.then("adaptive_ttl").then("min"),
+                format!(
+                    "{} must be at least 1 and at most the app's ttl ({})",
+                    a.min, raw.ttl
+                ),
+            );
+        }
         let mut members = Vec::new();
         match &raw.clusters {
             None => members.extend(0..clusters.len()),
@@ -470,6 +485,7 @@ impl Validator<'_> {
             name: name?,
             policy: policy?,
             ttl: raw.ttl,
+            adaptive_ttl,
             clusters: members,
             probe: probe?,
             fail_open: raw.fail_open,

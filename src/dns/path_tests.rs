@@ -17,8 +17,8 @@ use crate::answer::fixtures::{health, inventory};
 use crate::health::State::{Down, Up};
 use crate::metrics::Metrics;
 
-/// The fixture zone, an app on two clusters, and an app with 40 VIPs (too large for 512
-/// bytes) served in rotation.
+/// The fixture zone, an app on two clusters (with an adaptive TTL, shortened to 5 s: a VIP
+/// of it is down), and an app with 40 VIPs (too large for 512 bytes) served in rotation.
 fn handler() -> Handler {
     let big: Vec<String> = (1..=40).map(|i| format!("\"10.0.0.{i}\"")).collect();
     let inv = inventory(&format!(
@@ -38,6 +38,7 @@ vips = [{}]
 name = "tke-demo.cn"
 clusters = ["gz-01", "gz-02"]
 policy = "failover"
+adaptive_ttl = {{ min = 5 }}
 probe = {{ kind = "tcp", port = 80 }}
 [[app]]
 name = "many.tke-demo.cn"
@@ -237,6 +238,32 @@ fn the_common_queries_take_the_fast_path() {
             &query("many.tke-demo.cn.", RecordType::A, Some(1232), 1, true)
         )
         .is_some()
+    );
+}
+
+#[test]
+fn the_fast_path_serves_the_adaptive_ttl() {
+    let handler = handler();
+    let ttls = |name: &str, rtype| -> Vec<(RecordType, u32)> {
+        let packet = query(name, rtype, Some(1232), 9, false);
+        let m = Message::from_vec(&fast(&handler, &packet).unwrap()).unwrap();
+        m.answers.iter().map(|r| (r.record_type(), r.ttl)).collect()
+    };
+    // gz-01 answers (through its IPv6 VIP; its IPv4 one is down, so A is NODATA).
+    assert_eq!(
+        ttls("tke-demo.cn.", RecordType::AAAA),
+        vec![(RecordType::AAAA, 5)]
+    );
+    // Through a CNAME: the static CNAME keeps the zone's TTL, the app's set is short.
+    assert_eq!(
+        ttls("www.tke-demo.cn.", RecordType::AAAA),
+        vec![(RecordType::CNAME, 300), (RecordType::AAAA, 5)]
+    );
+    // The other app has no adaptive_ttl: its default ttl.
+    assert!(
+        ttls("many.tke-demo.cn.", RecordType::A)
+            .iter()
+            .all(|&(_, ttl)| ttl == 30)
     );
 }
 

@@ -76,13 +76,19 @@ impl HealthBook {
         }
         let idx = report.endpoint;
         let endpoint = *self.inventory.endpoints.get(idx)?;
-        let probe = &self.inventory.apps[self.inventory.targets[endpoint.target].app].probe;
+        let app = &self.inventory.apps[self.inventory.targets[endpoint.target].app];
+        let probe = &app.probe;
         let at = report.at;
         let passed = report.outcome == Outcome::Success;
         let changed = self.machines[idx].observe(passed, probe.rise, probe.fall);
         let e = &mut self.snapshot.endpoints[idx];
         e.last = Some(report);
-        e.streak = self.machines[idx].streak();
+        let streak = self.machines[idx].streak();
+        if streak != e.streak && app.adaptive_ttl.is_some() {
+            // The app's TTL follows the streak; other apps' answers cannot change here.
+            self.snapshot.steadiness += 1;
+        }
+        e.streak = streak;
         let to = changed?;
         e.state = to;
         e.since = at;

@@ -100,7 +100,12 @@ pub struct HealthSnapshot {
     pub inventory: Arc<Inventory>,
     /// Bumped on every change of an endpoint or target state or of the overrides;
     /// unchanged by a probe result that changed no state, so readers can skip work.
+    /// What it covers is saved to the state file.
     pub version: u64,
+    /// Bumped when the streak of an endpoint of an app with an adaptive TTL changes (a
+    /// run of results that disagree with its state starts, grows or ends), which moves
+    /// that app's TTL but no state: the planner rebuilds on it, nothing is saved.
+    pub steadiness: u64,
     pub targets: Vec<TargetHealth>,
     pub endpoints: Vec<EndpointHealth>,
     pub overrides: Vec<Override>,
@@ -112,6 +117,7 @@ impl HealthSnapshot {
         Self {
             inventory: inventory.clone(),
             version: 0,
+            steadiness: 0,
             targets: vec![
                 TargetHealth {
                     state: State::Unknown,
@@ -221,6 +227,7 @@ pub async fn run(
         let mut replies: Vec<Box<dyn FnOnce(Option<String>) + Send>> = Vec::new();
         let mut applied = Vec::new();
         let version_before = book.snapshot().version;
+        let steadiness_before = book.snapshot().steadiness;
         let overrides_before = book.snapshot().overrides.clone();
         for input in batch.drain(..) {
             match input {
@@ -314,12 +321,15 @@ pub async fn run(
             }
             active = now_active;
         }
-        // A state change, or a caller waiting on this batch, is published at once. Probe
-        // results that changed no state only refresh the status API's details: they are
-        // published at most every PUBLISH_EVERY, so that thousands of endpoints do not
-        // copy the snapshot for every batch.
-        let urgent =
-            book.snapshot().version != version_before || !applied.is_empty() || had_replies;
+        // A state change, a change of steadiness that moves a TTL, or a caller waiting on
+        // this batch, is published at once. Probe results that changed neither only
+        // refresh the status API's details: they are published at most every
+        // PUBLISH_EVERY, so that thousands of endpoints do not copy the snapshot for
+        // every batch.
+        let urgent = book.snapshot().version != version_before
+            || book.snapshot().steadiness != steadiness_before
+            || !applied.is_empty()
+            || had_replies;
         if urgent || last_publish.elapsed() >= PUBLISH_EVERY {
             publish.send_replace(Arc::new(book.snapshot().clone()));
             last_publish = tokio::time::Instant::now();

@@ -76,6 +76,53 @@ fn version_moves_only_on_state_changes() {
 }
 
 #[test]
+fn steadiness_moves_with_streaks_of_adaptive_apps_only() {
+    let text = r#"
+[[zone]]
+name = "tke-demo.cn"
+nameservers = ["ns.example.net"]
+hostmaster = "hostmaster.tke-demo.cn"
+[[cluster]]
+name = "gz-01"
+vips = ["127.0.1.1"]
+[[app]]
+name = "tke-demo.cn"
+adaptive_ttl = { min = 5 }
+probe = { kind = "tcp", port = 80, rise = 2, fall = 3 }
+[[app]]
+name = "plain.tke-demo.cn"
+probe = { kind = "tcp", port = 80, rise = 2, fall = 3 }
+"#;
+    let inv = Arc::new(crate::config::parse(text, "t").unwrap().inventory);
+    let mut book = HealthBook::new(inv, SystemTime::now());
+    // Endpoint 0: the adaptive app's VIP; endpoint 1: the same VIP of the plain app.
+    book.observe(report(0, true));
+    book.observe(report(1, true));
+    let (v, s) = (book.snapshot().version, book.snapshot().steadiness);
+    book.observe(report(1, false));
+    assert_eq!(book.snapshot().steadiness, s, "not an adaptive app");
+    book.observe(report(0, true));
+    assert_eq!(book.snapshot().steadiness, s, "steady: streak stays 0");
+    for streak in 1..=2 {
+        book.observe(report(0, false));
+        assert_eq!(book.snapshot().endpoints[0].streak, streak);
+        assert_eq!(
+            book.snapshot().steadiness,
+            s + u64::from(streak),
+            "degrading"
+        );
+    }
+    assert_eq!(
+        book.snapshot().version,
+        v,
+        "no state moved: nothing to save"
+    );
+    book.observe(report(0, true));
+    assert_eq!(book.snapshot().steadiness, s + 3, "steady again");
+    assert_eq!(book.snapshot().version, v);
+}
+
+#[test]
 fn all_probed_once_every_endpoint_reported() {
     let mut book = HealthBook::new(inventory(), SystemTime::now());
     for e in 0..3 {

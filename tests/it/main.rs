@@ -19,3 +19,4 @@ mod operations;
 mod resolver;
 mod security;
 mod tls;
+mod ttl;

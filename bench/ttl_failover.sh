@@ -265,8 +265,10 @@ for m in "${MODES[@]}"; do
   QPM[$m]=$(awk -v q="$(($(udp_queries "$m") - Q0[$m]))" -v m="$minutes" 'BEGIN { printf "%.1f", q / m }')
 done
 
+probe_text=defaults
+[ -z "$PROBE_EXTRA" ] || probe_text="defaults but ${PROBE_EXTRA#, }"
 echo
-echo "TRIALS=$TRIALS, $(date -u +%Y-%m-%d), gslb at $gslb_rev, unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p'), probe defaults${PROBE_EXTRA:+ plus$PROBE_EXTRA}, polled every 100 ms"
+echo "TRIALS=$TRIALS, $(date -u +%Y-%m-%d), gslb at $gslb_rev, unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p'), probe $probe_text, polled every 100 ms"
 cat "$work/fixed.results" "$work/adaptive.results" >"$work/all.results"
 python3 - "$work/all.results" "$TTL" "$MIN_TTL" "${QPM[fixed]}" "${QPM[adaptive]}" <<'PY'
 import statistics, sys

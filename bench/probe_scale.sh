@@ -309,7 +309,7 @@ echo "TCP sockets in TIME-WAIT on the machine at the end: ${timewait:-?}"
 grep '^stand-in: accepted' "$work/standin.log" || echo "stand-in: (no counts)"
 if [ "$log_warn" != 0 ] || [ "$log_error" != 0 ]; then
   echo "gslb log, first WARN/ERROR lines:"
-  grep -E '^[^ ]+ +(WARN|ERROR) ' "$work/gslb.log" | head -10 | sed 's/^/  /'
+  grep -m 10 -E '^[^ ]+ +(WARN|ERROR) ' "$work/gslb.log" | sed 's/^/  /'
 fi
 
 rc=0

@@ -39,10 +39,11 @@ impl Check {
     ///
     /// # Errors
     ///
-    /// When the HTTP client cannot be built (a TLS backend failure).
-    pub fn new(kind: &ProbeKind, vip: std::net::IpAddr, timeout: Duration) -> anyhow::Result<Self> {
+    /// When an HTTPS probe's TLS settings cannot be built (the platform's root store), or
+    /// its host cannot be sent as a Host header or SNI name.
+    pub fn new(kind: &ProbeKind, vip: std::net::IpAddr) -> anyhow::Result<Self> {
         Ok(match kind {
-            ProbeKind::Http { .. } => Check::Http(http::HttpCheck::new(kind, vip, timeout)?),
+            ProbeKind::Http { .. } => Check::Http(http::HttpCheck::new(kind, vip)?),
             ProbeKind::Tcp { port } => Check::Tcp(tcp::TcpCheck::new(vip, *port)),
         })
     }
@@ -81,7 +82,7 @@ pub fn spawn_all(
         let spec = inventory.apps[inventory.targets[endpoint.target].app]
             .probe
             .clone();
-        let check = Check::new(&spec.kind, endpoint.vip, spec.timeout)?;
+        let check = Check::new(&spec.kind, endpoint.vip)?;
         let spread = first_probe_spread(inventory.endpoints.len(), spec.interval);
         let jitter = rng.random_range(Duration::ZERO..=spread);
         tasks.spawn(run_endpoint(

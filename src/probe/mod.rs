@@ -52,7 +52,10 @@ impl Check {
     pub async fn run(&self, timeout: Duration) -> (Outcome, String) {
         let attempt = async {
             match self {
-                Check::Http(c) => c.run().await,
+                // Boxed: an HTTP(S) exchange (connect, TLS, HTTP/1.1) is a future of a
+                // few KiB, which would otherwise sit in every endpoint's task, TCP ones
+                // included, between probes too; boxed, it exists only while it runs.
+                Check::Http(c) => Box::pin(c.run()).await,
                 Check::Tcp(c) => c.run().await,
             }
         };

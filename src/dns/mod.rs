@@ -6,10 +6,12 @@
 //! recurses: names outside our zones get REFUSED.
 
 mod listen;
+pub mod notify;
 pub mod rrl;
 mod tcp;
 mod udp;
 pub mod wire;
+mod xfr;
 
 use std::sync::Arc;
 

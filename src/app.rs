@@ -397,11 +397,10 @@ async fn plan_answers(
         // Building is CPU work that grows with the inventory (tens of ms for thousands of
         // apps): off the async workers, so probes and the admin API keep running.
         let started = tokio::time::Instant::now();
-        let Ok(next) =
-            tokio::task::spawn_blocking(move || {
-                AnswerTable::build_versioned(&snapshot, &last, unix_now())
-            })
-            .await
+        let Ok(next) = tokio::task::spawn_blocking(move || {
+            AnswerTable::build_versioned(&snapshot, &last, unix_now())
+        })
+        .await
         else {
             tracing::error!("building the answer table failed; keeping the current one");
             continue;
@@ -465,7 +464,9 @@ async fn plan_answers(
                 let versions = next.versions.clone();
                 match tokio::task::spawn_blocking(move || store.save_versions(&versions)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot save the zone serials to the state file"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot save the zone serials to the state file")
+                    }
                     Err(e) => tracing::error!(error = %e, "saving the zone serials failed"),
                 }
             }

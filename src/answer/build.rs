@@ -34,11 +34,7 @@ impl AnswerTable {
         let apps: Vec<plan::AppPlan> = (0..inventory.apps.len())
             .map(|app| plan::plan(inventory, app, health))
             .collect();
-        let mut zones: Vec<ZoneTable> = inventory
-            .zones
-            .iter()
-            .map(|z| zone_table(z, 0))
-            .collect();
+        let mut zones: Vec<ZoneTable> = inventory.zones.iter().map(|z| zone_table(z, 0)).collect();
         for (spec, plan) in inventory.apps.iter().zip(&apps) {
             let Some(zone) = zones
                 .iter_mut()

@@ -137,7 +137,9 @@ impl AnswerTable {
     /// The serial served for the zone at `index`.
     pub fn serial_of(&self, index: usize) -> Option<u32> {
         let zone = self.zones.get(index)?;
-        self.versions.get(&zone.origin.to_string()).map(|v| v.serial)
+        self.versions
+            .get(&zone.origin.to_string())
+            .map(|v| v.serial)
     }
 
     /// The zone at `index` as a transfer sends it.

@@ -324,7 +324,9 @@ impl Validator<'_> {
             other => {
                 self.push(
                     at.then("tsig_algorithm"),
-                    format!("`{other}` is not supported; use hmac-sha256, hmac-sha384 or hmac-sha512"),
+                    format!(
+                        "`{other}` is not supported; use hmac-sha256, hmac-sha384 or hmac-sha512"
+                    ),
                 );
                 None
             }
@@ -332,7 +334,10 @@ impl Validator<'_> {
         match (&raw.tsig_key_name, &raw.tsig_key_file) {
             (None, None) => {}
             (Some(_), None) => {
-                self.push(at.then("tsig_key_file"), "`tsig_key_name` needs `tsig_key_file`, the file holding the key's secret");
+                self.push(
+                    at.then("tsig_key_file"),
+                    "`tsig_key_name` needs `tsig_key_file`, the file holding the key's secret",
+                );
             }
             (None, Some(_)) => {
                 self.push(at.then("tsig_key_name"), "`tsig_key_file` needs `tsig_key_name`, the key's name as the secondaries know it");
@@ -685,9 +690,9 @@ fn prefix(s: &str) -> Result<ipnet::IpNet, String> {
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Ok(ipnet::IpNet::from(ip));
     }
-    t.parse::<ipnet::IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| format!("`{s}` is not an address or a prefix, such as 192.0.2.1 or 10.0.0.0/8"))
+    t.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("`{s}` is not an address or a prefix, such as 192.0.2.1 or 10.0.0.0/8")
+    })
 }
 
 /// A secondary to notify: `address:port`, or an address alone for port 53.
@@ -706,7 +711,9 @@ fn tsig_secret(path: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read the TSIG secret from `{path}`: {e}"))?;
     let secret = data_encoding::BASE64
         .decode(text.trim().as_bytes())
-        .map_err(|_| format!("`{path}` does not hold a base64 secret (as tsig-keygen prints it)"))?;
+        .map_err(|_| {
+            format!("`{path}` does not hold a base64 secret (as tsig-keygen prints it)")
+        })?;
     if secret.len() < 16 {
         return Err(format!(
             "the secret in `{path}` is {} bytes; use at least 16 (tsig-keygen makes 32)",

@@ -36,7 +36,11 @@ pub struct Notice {
 }
 
 /// Sends the NOTIFYs of every notice received, until `cancel`.
-pub async fn run(mut notices: mpsc::Receiver<Notice>, metrics: Arc<Metrics>, cancel: CancellationToken) {
+pub async fn run(
+    mut notices: mpsc::Receiver<Notice>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
     let mut pending: HashMap<(Name, SocketAddr), AbortHandle> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -53,7 +57,12 @@ pub async fn run(mut notices: mpsc::Receiver<Notice>, metrics: Arc<Metrics>, can
             if let Some(older) = pending.remove(&(notice.zone.clone(), to)) {
                 older.abort();
             }
-            let task = tasks.spawn(notify(notice.zone.clone(), notice.soa.clone(), to, metrics.clone()));
+            let task = tasks.spawn(notify(
+                notice.zone.clone(),
+                notice.soa.clone(),
+                to,
+                metrics.clone(),
+            ));
             pending.insert((notice.zone.clone(), to), task);
         }
     }

@@ -41,7 +41,12 @@ enum Verdict {
 impl Handler {
     /// Answers an AXFR or IXFR request: the response messages, in order, or `None` when
     /// `packet` is no transfer request (the general path answers it then).
-    pub fn answer_transfer(&self, packet: &[u8], peer: SocketAddr, tcp: bool) -> Option<Vec<Vec<u8>>> {
+    pub fn answer_transfer(
+        &self,
+        packet: &[u8],
+        peer: SocketAddr,
+        tcp: bool,
+    ) -> Option<Vec<Vec<u8>>> {
         let request = Message::from_vec(packet).ok()?;
         if request.metadata.message_type != MessageType::Query
             || request.metadata.op_code != OpCode::Query
@@ -69,8 +74,11 @@ impl Handler {
                     "refused"
                 };
                 self.metrics.count_transfer(&label, kind, result);
-                let rcode = bytes.get(3).map_or(ResponseCode::ServFail, |b| ResponseCode::from(0, b & 0x0f));
-                self.metrics.count_query(tcp, super::QTYPE_OTHER, super::rcode_index(rcode));
+                let rcode = bytes
+                    .get(3)
+                    .map_or(ResponseCode::ServFail, |b| ResponseCode::from(0, b & 0x0f));
+                self.metrics
+                    .count_query(tcp, super::QTYPE_OTHER, super::rcode_index(rcode));
                 return Some(vec![bytes]);
             }
             Verdict::Serve { zone, signer } => (zone, signer),
@@ -105,7 +113,8 @@ impl Handler {
         let mut messages = Vec::with_capacity(sections.len());
         let mut previous_mac: Option<Vec<u8>> = None;
         for (i, answers) in sections.into_iter().enumerate() {
-            let mut message = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+            let mut message =
+                Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
             message.metadata.authoritative = true;
             message.metadata.recursion_desired = request.metadata.recursion_desired;
             if i == 0 {
@@ -118,7 +127,13 @@ impl Handler {
             let bytes = match &signer {
                 None => message.to_vec().ok()?,
                 Some((signer, request_mac)) => {
-                    let (bytes, mac) = sign(&mut message, signer, request_mac, previous_mac.as_deref(), now)?;
+                    let (bytes, mac) = sign(
+                        &mut message,
+                        signer,
+                        request_mac,
+                        previous_mac.as_deref(),
+                        now,
+                    )?;
                     previous_mac = Some(mac);
                     bytes
                 }
@@ -166,7 +181,8 @@ fn check(
         (None, None) => Verdict::Serve { zone, signer: None },
         (None, Some(sig)) => {
             tracing::debug!(%peer, key = %sig.name, "zone transfer refused: TSIG key unknown (none configured)");
-            let context = TSigResponseContext::unknown_key(request.metadata.id, now, sig.name.clone());
+            let context =
+                TSigResponseContext::unknown_key(request.metadata.id, now, sig.name.clone());
             Verdict::Error(error(request, ResponseCode::NotAuth, Some(context)))
         }
         (Some(_), None) => {
@@ -188,10 +204,16 @@ fn verify(
     zone: usize,
 ) -> Verdict {
     let id = request.metadata.id;
-    let Ok(signer) = TSigner::new(key.secret.clone(), key.algorithm.clone(), key.name.clone(), TSIG_FUDGE) else {
+    let Ok(signer) = TSigner::new(
+        key.secret.clone(),
+        key.algorithm.clone(),
+        key.name.clone(),
+        TSIG_FUDGE,
+    ) else {
         return Verdict::Error(error(request, ResponseCode::ServFail, None));
     };
-    if LowerName::new(&sig.name) != LowerName::new(&key.name) || sig.data.algorithm != key.algorithm {
+    if LowerName::new(&sig.name) != LowerName::new(&key.name) || sig.data.algorithm != key.algorithm
+    {
         tracing::warn!(%peer, key = %sig.name, "zone transfer refused: unknown TSIG key");
         let context = TSigResponseContext::unknown_key(id, now, sig.name.clone());
         return Verdict::Error(error(request, ResponseCode::NotAuth, Some(context)));
@@ -243,12 +265,9 @@ fn sign(
     let unsigned = message.to_vec().ok()?;
     let id = message.metadata.id;
     let tsig = match previous_mac {
-        None => {
-            let record = TSigResponseContext::new(id, now, signer.clone(), request_mac.to_vec(), None)
-                .sign(&unsigned)
-                .ok()?;
-            record
-        }
+        None => TSigResponseContext::new(id, now, signer.clone(), request_mac.to_vec(), None)
+            .sign(&unsigned)
+            .ok()?,
         Some(previous) => {
             let mut tbs = Vec::with_capacity(previous.len() + unsigned.len() + 10);
             tbs.extend_from_slice(&u16::try_from(previous.len()).ok()?.to_be_bytes());
@@ -257,7 +276,15 @@ fn sign(
             tbs.extend_from_slice(&now.to_be_bytes()[2..]);
             tbs.extend_from_slice(&TSIG_FUDGE.to_be_bytes());
             let mac = signer.sign(&tbs).ok()?;
-            let rdata = TSIG::new(signer.algorithm().clone(), now, TSIG_FUDGE, mac, id, None, Vec::new());
+            let rdata = TSIG::new(
+                signer.algorithm().clone(),
+                now,
+                TSIG_FUDGE,
+                mac,
+                id,
+                None,
+                Vec::new(),
+            );
             Box::new(make_tsig_record(signer.signer_name().clone(), rdata))
         }
     };

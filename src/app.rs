@@ -393,12 +393,15 @@ async fn plan_answers(
         }
         seen = moves(&snapshot);
         let inventory = snapshot.inventory.clone();
-        let last = table.load().versions.clone();
+        let last = table.load_full();
         // Building is CPU work that grows with the inventory (tens of ms for thousands of
         // apps): off the async workers, so probes and the admin API keep running.
         let started = tokio::time::Instant::now();
         let Ok(next) = tokio::task::spawn_blocking(move || {
-            AnswerTable::build_versioned(&snapshot, &last, unix_now())
+            let mut next = AnswerTable::build_versioned(&snapshot, &last.versions, unix_now());
+            // The IXFR journal: the last table's, plus what changed since.
+            next.carry_journal(&last);
+            next
         })
         .await
         else {
@@ -565,6 +568,7 @@ fn send_notices(
             zone: zone.origin.clone(),
             soa: copy.soa,
             secondaries: zone.transfer.notify.clone(),
+            tsig: zone.transfer.tsig.clone(),
         };
         if notices.try_send(notice).is_err() {
             tracing::warn!(zone = %origin, "NOTIFY queue full; secondaries will catch up at their SOA refresh");

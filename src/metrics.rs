@@ -229,7 +229,7 @@ impl Metrics {
         let zone_transfers = IntCounterVec::new(
             Opts::new(
                 ZONE_TRANSFERS,
-                "Zone transfer requests (AXFR, IXFR), by zone (`other` for a name that is no zone apex), kind and result: full, incremental, current (the client had the serial), refused (not allowed, or over UDP), notauth (TSIG missing or wrong).",
+                "Zone transfer requests (AXFR, IXFR), by zone (`other` for a name that is no zone apex), kind and result: full, incremental (changes since the client's serial), current (the client had the serial), refused (not allowed, or over UDP), notauth (TSIG missing or wrong).",
             ),
             &["zone", "kind", "result"],
         )

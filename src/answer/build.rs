@@ -73,6 +73,7 @@ impl AnswerTable {
             zones,
             apps,
             versions,
+            journal: Default::default(),
             inventory: health.inventory.clone(),
             wire: WireIndex::default(),
         };

@@ -6,6 +6,7 @@
 //! returns borrowed records: serving a query allocates nothing here.
 
 mod build;
+pub mod journal;
 pub mod plan;
 pub mod ttl;
 pub mod version;
@@ -30,6 +31,8 @@ pub struct AnswerTable {
     pub apps: Vec<AppPlan>,
     /// Each zone's SOA serial and content digest, by origin.
     pub versions: Versions,
+    /// Each zone's recent changes, for IXFR (empty until [`AnswerTable::carry_journal`]).
+    pub journal: journal::Journal,
     /// The inventory the plans' indexes refer to.
     pub inventory: std::sync::Arc<crate::model::Inventory>,
     /// The same answers pre-encoded, for the UDP fast path.

@@ -142,6 +142,11 @@ impl AnswerTable {
             .map(|v| v.serial)
     }
 
+    /// The apex SOA of the zone at `index`.
+    pub fn zone_soa(&self, index: usize) -> Option<Record> {
+        self.zones.get(index)?.soa().cloned()
+    }
+
     /// The zone at `index` as a transfer sends it.
     pub fn zone_copy(&self, index: usize) -> Option<ZoneCopy> {
         let zone = self.zones.get(index)?;

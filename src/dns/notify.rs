@@ -1,5 +1,6 @@
 //! NOTIFY (RFC 1996): tells a zone's secondaries of a new serial at once, so that they
-//! transfer it now rather than at their next refresh.
+//! transfer it now rather than at their next refresh. Signed with the zone's TSIG key
+//! when it has one, so a secondary may require the key on NOTIFY too.
 //!
 //! The planner hands a [`Notice`] per changed zone to [`run`], which never blocks it: each
 //! (zone, secondary) pair gets a task that sends the NOTIFY over UDP and waits for the
@@ -13,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType, TSigner};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::model::TsigKey;
 
 /// Sends per secondary and serial: the first and four retries.
 const TRIES: u32 = 5;
@@ -33,6 +35,8 @@ pub struct Notice {
     /// The zone's SOA, sent in the answer section as a hint (RFC 1996 §3.7).
     pub soa: Record,
     pub secondaries: Vec<SocketAddr>,
+    /// The zone's transfer key: NOTIFYs are signed with it too.
+    pub tsig: Option<TsigKey>,
 }
 
 /// Sends the NOTIFYs of every notice received, until `cancel`.
@@ -60,6 +64,7 @@ pub async fn run(
             let task = tasks.spawn(notify(
                 notice.zone.clone(),
                 notice.soa.clone(),
+                notice.tsig.clone(),
                 to,
                 metrics.clone(),
             ));
@@ -71,7 +76,13 @@ pub async fn run(
 }
 
 /// Sends one NOTIFY until it is answered or the tries run out.
-async fn notify(zone: Name, soa: Record, to: SocketAddr, metrics: Arc<Metrics>) {
+async fn notify(
+    zone: Name,
+    soa: Record,
+    tsig: Option<TsigKey>,
+    to: SocketAddr,
+    metrics: Arc<Metrics>,
+) {
     let label = zone.to_lowercase().to_string();
     let local: SocketAddr = if to.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -93,6 +104,17 @@ async fn notify(zone: Name, soa: Record, to: SocketAddr, metrics: Arc<Metrics>) 
     query.set_query_class(DNSClass::IN);
     message.add_query(query);
     message.add_answer(soa);
+    if let Some(key) = tsig {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let signed = TSigner::new(key.secret, key.algorithm, key.name, 300)
+            .map_err(|e| e.to_string())
+            .and_then(|signer| message.finalize(&signer, now).map_err(|e| e.to_string()));
+        if let Err(e) = signed {
+            tracing::warn!(zone = %label, error = %e, "cannot sign NOTIFY; sending it unsigned");
+        }
+    }
     let Ok(bytes) = message.to_vec() else {
         return;
     };

@@ -4,10 +4,11 @@
 //!
 //! A transfer sends the zone's SOA, every record set (an app's answer as one set holding
 //! every address it currently serves, as a secondary serves it to everyone) and the SOA
-//! again, in as many messages as it takes. IXFR keeps no journal: a client at the current
-//! serial gets the SOA alone; one behind gets the whole zone in the AXFR form that RFC
-//! 1995 §4 allows. Over UDP, AXFR is refused and IXFR gets the SOA alone (RFC 1995 §2:
-//! "use TCP"). Everything is computed from the table in hand: no lock, no I/O.
+//! again, in as many messages as it takes. IXFR: a client at the current serial gets the
+//! SOA alone; one behind gets the changes since its serial from the table's journal
+//! (`answer/journal.rs`), or, when the journal does not reach back that far, the whole
+//! zone in the AXFR form that RFC 1995 §4 allows. Over UDP, AXFR is refused and IXFR
+//! gets the SOA alone (RFC 1995 §2: "use TCP"). Everything is computed from the table in hand: no lock, no I/O.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,27 +84,38 @@ impl Handler {
             }
             Verdict::Serve { zone, signer } => (zone, signer),
         };
-        let copy = table.zone_copy(zone)?;
+        let serial = table.serial_of(zone)?;
+        let soa = table.zone_soa(zone)?;
         // IXFR: the client's serial is the SOA in the authority section.
         let client = request.authorities.iter().find_map(|r| match &r.data {
             RData::SOA(soa) if query.query_type() == RecordType::IXFR => Some(soa.serial),
             _ => None,
         });
-        let current = client.is_some_and(|c| !serial_lt(c, copy.serial));
-        let (result, sections): (&str, Vec<Vec<Record>>) = if current || (kind == "ixfr" && !tcp) {
-            ("current", vec![vec![copy.soa.clone()]])
+        let current = client.is_some_and(|c| !serial_lt(c, serial));
+        let (result, sections): (&str, Vec<Vec<Record>>) = if current {
+            ("current", vec![vec![soa]])
+        } else if kind == "ixfr" && !tcp {
+            // Over UDP, a client that is behind gets the SOA alone: "come over TCP".
+            ("full", vec![vec![soa]])
+        } else if let Some(chain) = client.and_then(|c| table.changes_since(zone, c)) {
+            // RFC 1995 §4: the current SOA, then per change the old SOA, what went, the
+            // new SOA, what came, and the current SOA again.
+            let mut all = vec![soa.clone()];
+            for delta in chain {
+                all.push(delta.old_soa.clone());
+                all.extend(delta.removed.iter().cloned());
+                all.push(delta.new_soa.clone());
+                all.extend(delta.added.iter().cloned());
+            }
+            all.push(soa);
+            ("incremental", split(all))
         } else {
+            let copy = table.zone_copy(zone)?;
             let mut all = Vec::with_capacity(copy.records.len() + 2);
             all.push(copy.soa.clone());
             all.extend(copy.records);
             all.push(copy.soa);
             ("full", split(all))
-        };
-        let result = if result == "current" && !current {
-            // IXFR over UDP by a client that is behind: the SOA says "come over TCP".
-            "full"
-        } else {
-            result
         };
         let edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
@@ -142,10 +154,10 @@ impl Handler {
         }
         self.metrics.count_transfer(&label, kind, result);
         self.metrics.count_query(tcp, super::QTYPE_OTHER, 0);
-        if result == "full" && tcp {
-            tracing::info!(zone = %label, kind, %peer, serial = copy.serial, messages = messages.len(), tsig = signer.is_some(), "zone transferred");
+        if result != "current" && tcp {
+            tracing::info!(zone = %label, kind, %peer, serial, from = ?client, result, messages = messages.len(), tsig = signer.is_some(), "zone transferred");
         } else {
-            tracing::debug!(zone = %label, kind, %peer, serial = copy.serial, tcp, "zone transfer: client is current");
+            tracing::debug!(zone = %label, kind, %peer, serial, from = ?client, tcp, "zone transfer: SOA only");
         }
         Some(messages)
     }

@@ -155,7 +155,8 @@ async fn axfr_gives_allowed_clients_the_zone_that_queries_get_and_refuses_others
         2,
         "the round-robin app: both VIPs in one set"
     );
-    // IXFR at the current serial: the SOA alone; behind it: the whole zone.
+    // IXFR at the current serial: the SOA alone; from a serial the journal never held
+    // (gslb's serials are the Unix time of a change): the whole zone.
     let serial = serial_of(&soa[0]);
     let ixfr = transfer(gslb.dns, allowed, &format!("tke-demo.cn IXFR={serial}")).await;
     assert_eq!(soas(&ixfr).len(), 1, "{}", ixfr.raw);
@@ -163,7 +164,7 @@ async fn axfr_gives_allowed_clients_the_zone_that_queries_get_and_refuses_others
     let ixfr = transfer(
         gslb.dns,
         allowed,
-        &format!("tke-demo.cn IXFR={}", serial - 1),
+        &format!("tke-demo.cn IXFR={}", serial - 100_000),
     )
     .await;
     assert_eq!(records(&ixfr), got, "{}", ixfr.raw);
@@ -179,7 +180,7 @@ async fn axfr_gives_allowed_clients_the_zone_that_queries_get_and_refuses_others
     let udp = transfer(
         gslb.dns,
         other,
-        &format!("tke-demo.cn IXFR={} +notcp +comments", serial - 1),
+        &format!("tke-demo.cn IXFR={} +notcp +comments", serial - 100_000),
     )
     .await;
     assert_eq!(udp.status, "REFUSED", "{}", udp.raw);
@@ -324,10 +325,23 @@ struct Knot {
 
 impl Knot {
     /// Starts knotd as a secondary of `zone` transferring from `primary`, accepting
-    /// NOTIFY from loopback.
-    async fn start(listen: SocketAddr, zone: &str, primary: SocketAddr) -> Self {
+    /// NOTIFY from loopback; with `key` (name, base64 secret), transfers and NOTIFYs
+    /// must be signed with it.
+    async fn start(
+        listen: SocketAddr,
+        zone: &str,
+        primary: SocketAddr,
+        key: Option<(&str, &str)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
+        let (keys, key_line) = match key {
+            Some((name, secret)) => (
+                format!("key:\n  - id: {name}\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+                format!("\n    key: {name}"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let conf = format!(
             r#"server:
     rundir: "{d}"
@@ -340,13 +354,13 @@ log:
     any: info
 database:
     storage: "{d}"
-remote:
+{keys}remote:
   - id: gslb
-    address: {pip}@{pport}
+    address: {pip}@{pport}{key_line}
 acl:
   - id: notify-from-gslb
     address: 127.0.0.0/8
-    action: notify
+    action: notify{key_line}
 template:
   - id: default
     storage: "{d}"
@@ -413,7 +427,7 @@ notify = ["{knot_addr}"]"#
         (gslb.dig("tke-demo.cn A").await.rdata("A") == primary).then_some(())
     })
     .await;
-    let knot = Knot::start(knot_addr, "tke-demo.cn", gslb.dns).await;
+    let knot = Knot::start(knot_addr, "tke-demo.cn", gslb.dns, None).await;
     eventually(LIMIT, "knot to serve the primary", || async {
         (knot.a("tke-demo.cn").await == primary).then_some(())
     })
@@ -441,6 +455,8 @@ notify = ["{knot_addr}"]"#
         serial(gslb.dig("tke-demo.cn SOA").await)
     );
 
+    let before = serial(gslb.dig("tke-demo.cn SOA").await).unwrap();
+
     // Failover: the primary's ingress dies; knot hears of it by NOTIFY (its SOA refresh
     // is an hour away) and serves the secondary.
     ingresses[0].stop();
@@ -457,7 +473,42 @@ notify = ["{knot_addr}"]"#
         serial(dig(knot.listen, "tke-demo.cn SOA").await),
         serial(gslb.dig("tke-demo.cn SOA").await)
     );
+    // Knot asked for the changes since its serial (IXFR) and got them alone.
+    eventually(LIMIT, "knot to log an incremental transfer", || async {
+        knot.log().contains("IXFR, incoming").then_some(())
+    })
+    .await;
+    let ixfr = dig(gslb.dns, &format!("tke-demo.cn IXFR={before}")).await;
+    let soa_lines = soas(&ixfr);
+    assert!(
+        soa_lines.len() >= 4,
+        "an incremental transfer:\n{}",
+        ixfr.raw
+    );
+    assert_eq!(serial_of(&soa_lines[1]), before, "{}", ixfr.raw);
+    let changed = records(&ixfr);
+    assert!(
+        changed.contains(&("tke-demo.cn.".into(), "A".into(), block.ip(1).to_string())),
+        "{}",
+        ixfr.raw
+    );
+    assert!(
+        changed.contains(&("tke-demo.cn.".into(), "A".into(), block.ip(2).to_string())),
+        "{}",
+        ixfr.raw
+    );
+    assert!(
+        !changed.iter().any(|(_, t, _)| t == "TXT" || t == "MX"),
+        "only what changed:\n{}",
+        ixfr.raw
+    );
     let metrics = gslb.get("/metrics").await.1;
+    assert!(
+        metrics.contains(
+            r#"gslb_zone_transfers_total{kind="ixfr",result="incremental",zone="tke-demo.cn."}"#
+        ),
+        "{metrics}"
+    );
     let answered = metrics
         .lines()
         .find(|l| l.starts_with(r#"gslb_notify_total{result="answered",zone="tke-demo.cn."}"#))
@@ -528,4 +579,53 @@ async fn the_serial_survives_restarts_and_only_moves_up_when_the_zone_changes() 
     let gslb = ServeProcess::spawn(&path).await;
     assert_eq!(served_serial(gslb.dns).await, second);
     assert!(gslb.terminate().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_knot_secondary_requiring_tsig_transfers_and_takes_signed_notifies() {
+    let block = Block::new();
+    let (mut ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("xfr.key");
+    std::fs::write(&key, SECRET).unwrap();
+    let knot_addr = SocketAddr::new(block.ip(53), free_port());
+    let gslb = Gslb::start(&xfr_config(
+        &block,
+        port,
+        &format!(
+            r#"allow_transfer = ["127.0.0.0/8"]
+notify = ["{knot_addr}"]
+tsig_key_name = "gslb-xfr"
+tsig_key_file = "{}""#,
+            key.display()
+        ),
+    ))
+    .await;
+    let primary = vec![block.ip(1).to_string()];
+    eventually(LIMIT, "gslb to answer the primary alone", || async {
+        (gslb.dig("tke-demo.cn A").await.rdata("A") == primary).then_some(())
+    })
+    .await;
+    let knot = Knot::start(
+        knot_addr,
+        "tke-demo.cn",
+        gslb.dns,
+        Some(("gslb-xfr", SECRET)),
+    )
+    .await;
+    eventually(LIMIT, "knot to transfer with the key", || async {
+        (knot.a("tke-demo.cn").await == primary).then_some(())
+    })
+    .await;
+    ingresses[0].stop();
+    let secondary = vec![block.ip(2).to_string()];
+    eventually(LIMIT, "knot to serve the failover", || async {
+        (knot.a("tke-demo.cn").await == secondary).then_some(())
+    })
+    .await;
+    // Knot's ACL takes only NOTIFYs signed with the key: this one was.
+    let log = knot.log();
+    assert!(log.contains("notify, incoming"), "{log}");
+    assert!(!log.contains("denied"), "{log}");
+    gslb.stop().await;
 }

@@ -555,18 +555,18 @@ fn send_notices(
         if zone.transfer.notify.is_empty() {
             continue;
         }
-        let Some(copy) = table.zone_copy(index) else {
+        let (Some(soa), Some(serial)) = (table.zone_soa(index), table.serial_of(index)) else {
             continue;
         };
         let origin = hickory_proto::rr::LowerName::new(&zone.origin).to_string();
         let before = prev.and_then(|p| p.versions.get(&origin)).map(|v| v.serial);
-        if before == Some(copy.serial) {
+        if before == Some(serial) {
             continue;
         }
-        tracing::info!(zone = %origin, serial = copy.serial, secondaries = zone.transfer.notify.len(), "zone serial changed: notifying secondaries");
+        tracing::info!(zone = %origin, serial, secondaries = zone.transfer.notify.len(), "notifying secondaries of the zone serial");
         let notice = dns::notify::Notice {
             zone: zone.origin.clone(),
-            soa: copy.soa,
+            soa,
             secondaries: zone.transfer.notify.clone(),
             tsig: zone.transfer.tsig.clone(),
         };

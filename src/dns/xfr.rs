@@ -360,31 +360,5 @@ pub(super) fn asks_transfer(packet: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spots_transfer_questions() {
-        let mut q = Message::query();
-        q.add_query(hickory_proto::op::Query::query(
-            hickory_proto::rr::Name::from_ascii("tke-demo.cn.").unwrap(),
-            RecordType::AXFR,
-        ));
-        assert!(asks_transfer(&q.to_vec().unwrap()));
-        q.queries[0].set_query_type(RecordType::IXFR);
-        assert!(asks_transfer(&q.to_vec().unwrap()));
-        q.queries[0].set_query_type(RecordType::A);
-        assert!(!asks_transfer(&q.to_vec().unwrap()));
-        assert!(!asks_transfer(&[0; 11]));
-        assert!(!asks_transfer(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 63]));
-    }
-
-    #[test]
-    fn serial_arithmetic_wraps() {
-        assert!(serial_lt(1, 2));
-        assert!(!serial_lt(2, 2));
-        assert!(!serial_lt(3, 2));
-        assert!(serial_lt(u32::MAX, 1));
-        assert!(!serial_lt(1, u32::MAX));
-    }
-}
+#[path = "xfr_tests.rs"]
+mod tests;

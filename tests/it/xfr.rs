@@ -1,7 +1,8 @@
 //! Hidden primary: zone transfers and NOTIFY, checked with clients nobody here wrote.
 //! `dig AXFR`/`IXFR` from allowed and other source addresses, with and without TSIG
 //! (`dig -y`), a real Knot DNS secondary (`knotd`, Debian's `knot` package) that
-//! transfers from gslb and follows a failover through NOTIFY, and SOA serials that keep
+//! transfers from gslb and follows a failover through NOTIFY and an incremental IXFR
+//! (also with a TSIG key it requires on transfers and NOTIFYs), and SOA serials that keep
 //! increasing across restarts of a `gslb serve` process.
 
 use std::net::{IpAddr, SocketAddr};

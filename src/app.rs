@@ -31,6 +31,9 @@ use crate::state::{Opened, StateStore};
 
 /// Probe reports buffered between probes and health.
 const REPORT_QUEUE: usize = 4096;
+/// Zone changes buffered between the planner and the NOTIFY sender; when full, a
+/// change goes unannounced (secondaries catch up at their SOA refresh).
+const NOTICE_QUEUE: usize = 256;
 
 /// A running gslb.
 pub struct Running {
@@ -121,8 +124,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let (app, cluster) = inventory.target_labels(t);
         metrics.init_target(&app, cluster, first.targets[t].state.is_usable());
     }
-    let serial = next_serial(0);
-    let table = Arc::new(ArcSwap::from_pointee(AnswerTable::build(&first, serial)));
+    // Serials go on from the last ones served (kept in the state file): a zone whose
+    // content is the same keeps its serial, a changed one gets a higher one.
+    let saved_versions = state
+        .as_ref()
+        .map(|s| s.contents().zones)
+        .unwrap_or_default();
+    let built = AnswerTable::build_versioned(&first, &saved_versions, unix_now());
+    if let Some(store) = &state {
+        if let Err(e) = store.save_versions(&built.versions) {
+            tracing::error!(error = %e, "cannot save the zone serials to the state file");
+        }
+    }
+    publish_serials(&built, &metrics);
+    let table = Arc::new(ArcSwap::from_pointee(built));
     for (app, plan) in inventory.apps.iter().zip(&table.load().apps) {
         metrics.init_app(&app.display_name(), plan.fail_open);
     }
@@ -157,11 +172,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.clone(),
         persist,
     ));
+    let (notice_tx, notice_rx) = mpsc::channel(NOTICE_QUEUE);
+    tasks.spawn(dns::notify::run(notice_rx, metrics.clone(), cancel.clone()));
+    // Secondaries may have missed the last change while gslb was down: tell them the
+    // current serials (one that has them already does nothing).
+    send_notices(&table.load(), None, &notice_tx);
     tasks.spawn(plan_answers(
         health_rx.clone(),
         table.clone(),
         metrics.clone(),
-        serial,
+        Publish {
+            state: state.clone(),
+            notices: notice_tx,
+        },
     ));
     let probes = probe::spawn_all(&inventory, report_tx.clone(), cancel.child_token())?;
     let (inventory_tx, inventory_rx) = mpsc::channel(16);
@@ -359,7 +382,7 @@ async fn plan_answers(
     mut health: watch::Receiver<Arc<HealthSnapshot>>,
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
-    mut serial: u32,
+    publish: Publish,
 ) {
     let moves = |s: &HealthSnapshot| (s.version, s.steadiness);
     let mut seen = moves(&health.borrow());
@@ -369,13 +392,18 @@ async fn plan_answers(
             continue; // new probe results, same states and streaks: answers cannot have changed
         }
         seen = moves(&snapshot);
-        serial = next_serial(serial);
         let inventory = snapshot.inventory.clone();
+        let last = table.load_full();
         // Building is CPU work that grows with the inventory (tens of ms for thousands of
         // apps): off the async workers, so probes and the admin API keep running.
         let started = tokio::time::Instant::now();
-        let Ok(next) =
-            tokio::task::spawn_blocking(move || AnswerTable::build(&snapshot, serial)).await
+        let Ok(next) = tokio::task::spawn_blocking(move || {
+            let mut next = AnswerTable::build_versioned(&snapshot, &last.versions, unix_now());
+            // The IXFR journal: the last table's, plus what changed since.
+            next.carry_journal(&last);
+            next
+        })
+        .await
         else {
             tracing::error!("building the answer table failed; keeping the current one");
             continue;
@@ -428,7 +456,24 @@ async fn plan_answers(
                 }
             }
         }
-        table.store(Arc::new(next));
+        let next = Arc::new(next);
+        table.store(next.clone());
+        if next.versions != prev.versions {
+            publish_serials(&next, &metrics);
+            send_notices(&next, Some(&prev), &publish.notices);
+            if let Some(store) = publish.state.clone() {
+                // After the swap: a crash in between loses at most this save, and the next
+                // serial after a restart is at least the time, so it still moves up.
+                let versions = next.versions.clone();
+                match tokio::task::spawn_blocking(move || store.save_versions(&versions)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot save the zone serials to the state file")
+                    }
+                    Err(e) => tracing::error!(error = %e, "saving the zone serials failed"),
+                }
+            }
+        }
         // While states churn (thousands of first probe results at start, a flapping
         // network), rebuild at most half of the time: wait as long as the build took
         // before looking at the next snapshot. A single change after a quiet spell is
@@ -479,12 +524,56 @@ async fn latch_ready(
     tracing::info!("ready");
 }
 
-/// The next SOA serial: the Unix time, or one more than the last if that is not later.
-fn next_serial(last: u32) -> u32 {
-    let now = SystemTime::now()
+/// Where the planner publishes new zone serials besides the table.
+struct Publish {
+    state: Option<Arc<StateStore>>,
+    notices: mpsc::Sender<dns::notify::Notice>,
+}
+
+/// The Unix time, as SOA serials count it.
+fn unix_now() -> u32 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-    now.max(last.wrapping_add(1))
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// Sets `gslb_zone_serial` for every zone of `table`.
+fn publish_serials(table: &AnswerTable, metrics: &Metrics) {
+    for (zone, version) in &table.versions {
+        metrics.set_zone_serial(zone, version.serial);
+    }
+}
+
+/// Queues a NOTIFY for every zone of `table` with secondaries whose serial differs from
+/// `prev` (every such zone without `prev`). Never waits: a full queue drops the notice.
+fn send_notices(
+    table: &AnswerTable,
+    prev: Option<&AnswerTable>,
+    notices: &mpsc::Sender<dns::notify::Notice>,
+) {
+    for (index, zone) in table.inventory.zones.iter().enumerate() {
+        if zone.transfer.notify.is_empty() {
+            continue;
+        }
+        let (Some(soa), Some(serial)) = (table.zone_soa(index), table.serial_of(index)) else {
+            continue;
+        };
+        let origin = hickory_proto::rr::LowerName::new(&zone.origin).to_string();
+        let before = prev.and_then(|p| p.versions.get(&origin)).map(|v| v.serial);
+        if before == Some(serial) {
+            continue;
+        }
+        tracing::info!(zone = %origin, serial, secondaries = zone.transfer.notify.len(), "notifying secondaries of the zone serial");
+        let notice = dns::notify::Notice {
+            zone: zone.origin.clone(),
+            soa,
+            secondaries: zone.transfer.notify.clone(),
+            tsig: zone.transfer.tsig.clone(),
+        };
+        if notices.try_send(notice).is_err() {
+            tracing::warn!(zone = %origin, "NOTIFY queue full; secondaries will catch up at their SOA refresh");
+        }
+    }
 }
 
 /// Sends a reload request and waits for its outcome.

@@ -18,9 +18,12 @@
 //! - [`health`] feeds results to a pure rise/fall state machine per endpoint, derives each
 //!   target's state, logs and counts transitions, and publishes immutable snapshots.
 //! - [`answer`] plans each app's answer by its policy (failover, round-robin, weighted,
-//!   fail-open) and lays out an immutable answer table, swapped in atomically by [`app`].
+//!   fail-open) and lays out an immutable answer table, swapped in atomically by [`app`];
+//!   each zone's SOA serial moves only with its content, and the table keeps an IXFR
+//!   journal of recent changes.
 //! - [`dns`] is the hickory-server handler: it reads the current table and never waits on
-//!   probes, locks, or the disk.
+//!   probes, locks, or the disk. It also serves zone transfers (AXFR, IXFR, TSIG) to
+//!   secondaries and sends them NOTIFY on each new serial (gslb as a hidden primary).
 //! - [`admin`] serves metrics, liveness, readiness and the status API.
 //! - [`redact`] says what went wrong without quoting credentials from kube errors.
 //! - [`app`] is the only place that wires them together; [`demo`] runs it all on loopback.

@@ -29,6 +29,15 @@ pub const CONFIG_RELOADS: &str = "gslb_config_reloads_total";
 pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
 pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
+pub const ZONE_SERIAL: &str = "gslb_zone_serial";
+pub const ZONE_TRANSFERS: &str = "gslb_zone_transfers_total";
+pub const NOTIFIES: &str = "gslb_notify_total";
+
+/// Results of a transfer request (`gslb_zone_transfers_total`).
+pub const TRANSFER_RESULTS: [&str; 5] = ["full", "incremental", "current", "refused", "notauth"];
+/// What became of a NOTIFY (`gslb_notify_total`): each datagram `sent`, then per
+/// secondary and serial `answered` or, after the last try, `failed`.
+pub const NOTIFY_RESULTS: [&str; 3] = ["sent", "answered", "failed"];
 
 /// Query types counted by name; everything else is `other`.
 pub const QTYPES: [&str; 16] = [
@@ -62,6 +71,9 @@ pub struct Metrics {
     discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
     drill_switch: prometheus::Histogram,
+    zone_serial: IntGaugeVec,
+    zone_transfers: IntCounterVec,
+    notifies: IntCounterVec,
     dns_cells: Box<[OnceLock<IntCounter>]>,
 }
 
@@ -206,6 +218,30 @@ impl Metrics {
             &["result"],
         )
         .unwrap();
+        let zone_serial = IntGaugeVec::new(
+            Opts::new(
+                ZONE_SERIAL,
+                "The SOA serial served for the zone; it moves when the zone's content does.",
+            ),
+            &["zone"],
+        )
+        .unwrap();
+        let zone_transfers = IntCounterVec::new(
+            Opts::new(
+                ZONE_TRANSFERS,
+                "Zone transfer requests (AXFR, IXFR), by zone (`other` for a name that is no zone apex), kind and result: full, incremental (changes since the client's serial), current (the client had the serial), refused (not allowed, or over UDP), notauth (TSIG missing or wrong).",
+            ),
+            &["zone", "kind", "result"],
+        )
+        .unwrap();
+        let notifies = IntCounterVec::new(
+            Opts::new(
+                NOTIFIES,
+                "NOTIFY messages to secondaries, by zone and result: sent (each datagram, retries included), answered, failed (no answer after the last try).",
+            ),
+            &["zone", "result"],
+        )
+        .unwrap();
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
@@ -232,6 +268,9 @@ impl Metrics {
             Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
             Box::new(drill_switch.clone()),
+            Box::new(zone_serial.clone()),
+            Box::new(zone_transfers.clone()),
+            Box::new(notifies.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -252,6 +291,9 @@ impl Metrics {
             discovery_last_sync,
             drills,
             drill_switch,
+            zone_serial,
+            zone_transfers,
+            notifies,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -312,6 +354,25 @@ impl Metrics {
     /// Counts a response held back by rate limiting (`drop` or `slip`).
     pub fn count_rate_limited(&self, action: &str) {
         self.rate_limited.with_label_values(&[action]).inc();
+    }
+
+    pub fn set_zone_serial(&self, zone: &str, serial: u32) {
+        self.zone_serial
+            .with_label_values(&[zone])
+            .set(i64::from(serial));
+    }
+
+    /// Counts a transfer request; `zone` is a configured origin or `other`, `kind` is
+    /// `axfr` or `ixfr`, `result` one of [`TRANSFER_RESULTS`].
+    pub fn count_transfer(&self, zone: &str, kind: &str, result: &str) {
+        self.zone_transfers
+            .with_label_values(&[zone, kind, result])
+            .inc();
+    }
+
+    /// Counts a NOTIFY outcome, one of [`NOTIFY_RESULTS`].
+    pub fn count_notify(&self, zone: &str, result: &str) {
+        self.notifies.with_label_values(&[zone, result]).inc();
     }
 
     /// Counts a TCP connection closed at the connection cap.

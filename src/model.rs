@@ -26,6 +26,49 @@ pub struct Zone {
     pub negative_ttl: u32,
     /// Records served as written, next to the app answers.
     pub records: Vec<StaticRecord>,
+    /// Zone transfers to secondaries (hidden primary): who may transfer, whom to notify.
+    pub transfer: Transfer,
+}
+
+/// Outgoing zone transfers (AXFR, IXFR) of one zone, and the NOTIFYs that announce a new
+/// serial. Nobody may transfer when `allow` is empty.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transfer {
+    /// Client prefixes allowed to transfer the zone.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Secondaries told of every new serial (NOTIFY over UDP).
+    pub notify: Vec<std::net::SocketAddr>,
+    /// When set, a transfer request must carry a valid TSIG with this key.
+    pub tsig: Option<TsigKey>,
+}
+
+impl Transfer {
+    /// Whether `ip` may transfer the zone (before any TSIG check).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// A TSIG key (RFC 8945): its name, algorithm and secret. `Debug` never shows the secret.
+#[derive(Clone, PartialEq)]
+pub struct TsigKey {
+    pub name: Name,
+    pub algorithm: hickory_proto::rr::rdata::tsig::TsigAlgorithm,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"(withheld)")
+            .finish()
+    }
 }
 
 /// One record of a zone that does not depend on health.

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::answer::Versions;
 use crate::drill::report::DrillRecord;
 use crate::health::{HealthSnapshot, Override, Persist, State};
 use crate::model::Inventory;
@@ -35,6 +36,10 @@ pub struct Contents {
     pub endpoints: Vec<SavedEndpoint>,
     #[serde(default)]
     pub drills: Vec<DrillRecord>,
+    /// The last SOA serial served for each zone and the digest of its content, so that
+    /// serials keep increasing across restarts. Absent from files written before it.
+    #[serde(default)]
+    pub zones: Versions,
 }
 
 impl Default for Contents {
@@ -45,6 +50,7 @@ impl Default for Contents {
             overrides: Vec::new(),
             endpoints: Vec::new(),
             drills: Vec::new(),
+            zones: Versions::new(),
         }
     }
 }
@@ -146,6 +152,23 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records the zones' serials and saves, if they changed.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written.
+    pub fn save_versions(&self, versions: &Versions) -> Result<(), String> {
+        let mut c = self.lock();
+        if c.zones == *versions {
+            return Ok(());
+        }
+        let mut next = c.clone();
+        next.zones = versions.clone();
+        self.write(&mut next)?;
+        *c = next;
+        Ok(())
+    }
+
     // The lock is never held across an await: every caller is synchronous (and runs off
     // the async runtime), and a poisoned lock still holds valid contents.
     fn lock(&self) -> std::sync::MutexGuard<'_, Contents> {
@@ -236,6 +259,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn a_file_without_zone_serials_loads_and_keeps_them_once_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // As written before serials were kept.
+        std::fs::write(
+            &path,
+            br#"{"format":1,"saved_at":"2026-11-29T00:00:00Z","overrides":[],"endpoints":[],"drills":[]}"#,
+        )
+        .unwrap();
+        let (store, opened) = StateStore::open(&path);
+        assert_eq!(opened, Opened::Loaded);
+        assert!(store.contents().zones.is_empty());
+        let versions: Versions = [(
+            "tke-demo.cn.".to_owned(),
+            crate::answer::ZoneVersion {
+                serial: 2026112901,
+                digest: 42,
+            },
+        )]
+        .into();
+        store.save_versions(&versions).unwrap();
+        let (again, opened) = StateStore::open(&path);
+        assert_eq!(opened, Opened::Loaded);
+        assert_eq!(again.contents().zones, versions);
     }
 
     #[test]

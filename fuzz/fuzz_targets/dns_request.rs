@@ -54,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let general = handler.answer_general(data, src, Protocol::Udp);
     let _ = handler.answer_general(data, src, Protocol::Tcp);
+    // Over TCP, the connection asks the transfer path first.
+    let _ = handler.answer_transfer(data, src, true);
     if let Some(plain) = PlainQuery::parse(data) {
         let mut out = vec![0u8; OUT_CAPACITY];
         if let Some((len, _)) = plain.answer(&handler.table().load().wire, &mut out) {

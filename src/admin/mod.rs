@@ -200,7 +200,7 @@ impl AdminState {
         if Arc::ptr_eq(&table.inventory, &health.inventory) {
             (health, table)
         } else {
-            let table = Arc::new(AnswerTable::build(&health, table.serial));
+            let table = Arc::new(AnswerTable::build_versioned(&health, &table.versions, 0));
             (health, table)
         }
     }

@@ -169,7 +169,7 @@ pub fn report(
     StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         ready,
-        serial: table.serial,
+        serial: table.serial(),
         dns: dns.iter().map(ToString::to_string).collect(),
         targets,
         overrides: health.overrides.clone(),

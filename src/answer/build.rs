@@ -7,29 +7,34 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::plan::{self, rotations};
+use super::version::{Versions, ZoneVersion};
 use super::wire::WireIndex;
 use super::{AnswerTable, Node, RrSet, ZoneTable};
 use crate::health::HealthSnapshot;
 use crate::model::Zone;
 
-/// SOA timers: only secondaries use them, and gslb has none yet; common values.
+/// SOA timers, for secondaries: NOTIFY brings them each change at once, and a refresh
+/// every hour catches a lost NOTIFY. Common values.
 const SOA_REFRESH: i32 = 3600;
 const SOA_RETRY: i32 = 600;
 const SOA_EXPIRE: i32 = 604_800;
 
 impl AnswerTable {
-    /// Plans every app of the snapshot's inventory and lays out every zone. `serial` is
-    /// the SOA serial to serve.
+    /// Plans every app of the snapshot's inventory and lays out every zone, each with SOA
+    /// serial `serial`, as a first build does.
     pub fn build(health: &HealthSnapshot, serial: u32) -> Self {
+        Self::build_versioned(health, &Versions::new(), serial)
+    }
+
+    /// Plans every app and lays out every zone. A zone whose content is the same as in
+    /// `last` keeps its serial; a changed or new one gets `max(now, last serial + 1)`
+    /// (see [`ZoneVersion::next`]).
+    pub fn build_versioned(health: &HealthSnapshot, last: &Versions, now: u32) -> Self {
         let inventory = &*health.inventory;
         let apps: Vec<plan::AppPlan> = (0..inventory.apps.len())
             .map(|app| plan::plan(inventory, app, health))
             .collect();
-        let mut zones: Vec<ZoneTable> = inventory
-            .zones
-            .iter()
-            .map(|z| zone_table(z, serial))
-            .collect();
+        let mut zones: Vec<ZoneTable> = inventory.zones.iter().map(|z| zone_table(z, 0)).collect();
         for (spec, plan) in inventory.apps.iter().zip(&apps) {
             let Some(zone) = zones
                 .iter_mut()
@@ -57,10 +62,18 @@ impl AnswerTable {
                     .push(RrSet::new(RecordType::AAAA, records(&plan.v6)));
             }
         }
+        let mut versions = Versions::new();
+        for zone in &mut zones {
+            let origin = zone.origin.to_string();
+            let version = ZoneVersion::next(last.get(&origin), zone.digest(), now);
+            zone.set_serial(version.serial);
+            versions.insert(origin, version);
+        }
         let mut table = AnswerTable {
             zones,
             apps,
-            serial,
+            versions,
+            journal: Default::default(),
             inventory: health.inventory.clone(),
             wire: WireIndex::default(),
         };

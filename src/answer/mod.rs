@@ -6,8 +6,10 @@
 //! returns borrowed records: serving a query allocates nothing here.
 
 mod build;
+pub mod journal;
 pub mod plan;
 pub mod ttl;
+pub mod version;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 pub use plan::AppPlan;
+pub use version::{Versions, ZoneCopy, ZoneVersion};
 
 /// Longest CNAME chain followed inside our zones.
 pub const MAX_CHAIN: usize = 8;
@@ -26,7 +29,10 @@ pub struct AnswerTable {
     zones: Vec<ZoneTable>,
     /// Indexed like the apps of `inventory`.
     pub apps: Vec<AppPlan>,
-    pub serial: u32,
+    /// Each zone's SOA serial and content digest, by origin.
+    pub versions: Versions,
+    /// Each zone's recent changes, for IXFR (empty until [`AnswerTable::carry_journal`]).
+    pub journal: journal::Journal,
     /// The inventory the plans' indexes refer to.
     pub inventory: std::sync::Arc<crate::model::Inventory>,
     /// The same answers pre-encoded, for the UDP fast path.

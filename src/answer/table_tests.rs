@@ -185,3 +185,58 @@ probe = { kind = "tcp", port = 80 }
         vec!["10.0.0.1"]
     );
 }
+
+#[test]
+fn a_zone_keeps_its_serial_until_its_content_changes() {
+    let inv = two_clusters("failover");
+    let serial = |t: &AnswerTable| {
+        let soa = t.lookup(&name("tke-demo.cn."), RecordType::SOA);
+        match &soa.answers().next().unwrap().data {
+            RData::SOA(s) => s.serial,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first = AnswerTable::build_versioned(&health(&inv, &[Up, Up]), &Default::default(), 1000);
+    assert_eq!(serial(&first), 1000);
+    assert_eq!(first.serial_of(0), Some(1000));
+    // Same answers (the standby's state moved, not the answer): same serial, same digest.
+    let same = AnswerTable::build_versioned(&health(&inv, &[Up, Down]), &first.versions, 2000);
+    assert_eq!(serial(&same), 1000);
+    assert_eq!(same.versions, first.versions);
+    // Failover: a new serial, in the SOA, the negative answers and the transfer copy.
+    let moved = AnswerTable::build_versioned(&health(&inv, &[Down, Up]), &same.versions, 2000);
+    assert_eq!(serial(&moved), 2000);
+    let nx = moved.lookup(&name("nothing.tke-demo.cn."), RecordType::A);
+    assert!(matches!(&nx.soa.unwrap().data, RData::SOA(s) if s.serial == 2000));
+    let copy = moved.zone_copy(0).unwrap();
+    assert_eq!(copy.serial, 2000);
+    let a: Vec<String> = (copy.records.iter())
+        .filter(|r| r.record_type() == RecordType::A && r.name.to_ascii() == "tke-demo.cn.")
+        .map(|r| r.data.to_string())
+        .collect();
+    assert_eq!(a, vec!["127.0.1.2"]);
+    // Back to the first answers: the serial still only moves up.
+    let back = AnswerTable::build_versioned(&health(&inv, &[Up, Up]), &moved.versions, 2000);
+    assert_eq!(serial(&back), 2001);
+}
+
+#[test]
+fn a_transfer_copy_holds_every_address_a_rotating_set_serves() {
+    let inv = two_clusters("round-robin");
+    let t = AnswerTable::build(&health(&inv, &[Up, Up]), 1);
+    let copy = t
+        .zone_copy(t.zone_index(&name("tke-demo.cn.")).unwrap())
+        .unwrap();
+    let mut a: Vec<String> = (copy.records.iter())
+        .filter(|r| r.record_type() == RecordType::A && r.name.to_ascii() == "tke-demo.cn.")
+        .map(|r| r.data.to_string())
+        .collect();
+    a.sort();
+    assert_eq!(a, vec!["127.0.1.1", "127.0.1.2"]);
+    assert!(
+        copy.records
+            .iter()
+            .all(|r| r.record_type() != RecordType::SOA)
+    );
+    assert_eq!(t.zone_index(&name("www.tke-demo.cn.")), None);
+}

@@ -125,6 +125,22 @@ pub struct RawZone {
     pub negative_ttl: u32,
     #[serde(default)]
     pub records: Vec<RawRecord>,
+    /// Addresses or prefixes allowed to transfer the zone (AXFR, IXFR).
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
+    /// Secondaries sent a NOTIFY on every new serial: `address:port` (port 53 if left out).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Name of the TSIG key transfers must be signed with.
+    pub tsig_key_name: Option<String>,
+    /// File holding that key's secret, in base64.
+    pub tsig_key_file: Option<String>,
+    #[serde(default = "default_tsig_algorithm")]
+    pub tsig_algorithm: String,
+}
+
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_owned()
 }
 
 fn default_zone_ttl() -> u32 {

@@ -360,3 +360,80 @@ fn adaptive_ttl_min_lies_between_one_and_the_ttl() {
         problems(&CONTRACT.replace("ttl = 30", "ttl = 30\nadaptive_ttl = { min = 5, max = 9 }"));
     assert!(p[0].message.contains("unknown field `max`"), "{p:?}");
 }
+
+#[test]
+fn transfer_keys_are_parsed_and_their_secret_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("xfr.key");
+    std::fs::write(&key, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==\n").unwrap();
+    let text = CONTRACT.replace(
+        r#"hostmaster = "hostmaster.tke-demo.cn""#,
+        &format!(
+            r#"hostmaster = "hostmaster.tke-demo.cn"
+allow_transfer = ["192.0.2.7", "10.1.2.3/8", "2001:db8::/32"]
+notify = ["192.0.2.7", "192.0.2.8:5353"]
+tsig_key_name = "gslb-xfr"
+tsig_key_file = "{}""#,
+            key.display()
+        ),
+    );
+    let c = parse(&text, "test.toml").unwrap();
+    let t = &c.inventory.zones[0].transfer;
+    assert!(t.allows("192.0.2.7".parse().unwrap()));
+    assert!(!t.allows("192.0.2.8".parse().unwrap()));
+    assert!(t.allows("10.200.0.1".parse().unwrap()));
+    assert!(t.allows("::ffff:10.0.0.1".parse().unwrap()));
+    assert!(t.allows("2001:db8::53".parse().unwrap()));
+    assert_eq!(
+        t.notify,
+        vec![
+            "192.0.2.7:53".parse().unwrap(),
+            "192.0.2.8:5353".parse().unwrap()
+        ]
+    );
+    let tsig = t.tsig.as_ref().unwrap();
+    assert_eq!(tsig.name.to_ascii(), "gslb-xfr.");
+    assert_eq!(tsig.secret, b"secret-secret-secret-secret!");
+    assert!(
+        !format!("{c:?}").contains("secret-secret"),
+        "Debug withholds the secret"
+    );
+}
+
+#[test]
+fn bad_transfer_keys_are_each_reported() {
+    let text = CONTRACT.replace(
+        r#"hostmaster = "hostmaster.tke-demo.cn""#,
+        r#"hostmaster = "hostmaster.tke-demo.cn"
+allow_transfer = ["192.0.2.300", "10.0.0.0/40"]
+notify = ["secondary.example"]
+tsig_key_name = "gslb-xfr"
+tsig_key_file = "/nonexistent/xfr.key"
+tsig_algorithm = "hmac-md5""#,
+    );
+    let p = problems(&text);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "zone[0].allow_transfer[0]",
+        "zone[0].allow_transfer[1]",
+        "zone[0].notify[0]",
+        "zone[0].tsig_key_file",
+        "zone[0].tsig_algorithm",
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    // Secondaries notified but none allowed to transfer; a key without its file.
+    let text = CONTRACT.replace(
+        r#"hostmaster = "hostmaster.tke-demo.cn""#,
+        r#"hostmaster = "hostmaster.tke-demo.cn"
+notify = ["192.0.2.7"]
+tsig_key_name = "gslb-xfr""#,
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|p| p.key == "zone[0].notify" && p.message.contains("allow_transfer")),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|p| p.key == "zone[0].tsig_key_file"), "{p:?}");
+}

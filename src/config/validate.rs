@@ -12,8 +12,10 @@ use hickory_proto::rr::{Name, RData};
 use super::raw::{RawApp, RawCluster, RawProbe, RawRecord, RawServer, RawZone};
 use super::{Config, KeyPath, PathProblem, Sections, Server};
 use crate::model::{
-    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Zone,
+    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Transfer,
+    TsigKey, Zone,
 };
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
 /// Largest TTL we accept anywhere: one day. Longer TTLs defeat failover.
 const MAX_TTL: u32 = 86_400;
@@ -274,6 +276,7 @@ impl Validator<'_> {
             records.extend(self.record(r, &origin, raw.ttl, rat));
         }
         self.zone_consistency(&origin, &nameservers, &records, &at);
+        let transfer = self.transfer(raw, &at);
         Some(Zone {
             origin,
             nameservers,
@@ -281,7 +284,86 @@ impl Validator<'_> {
             ttl: raw.ttl,
             negative_ttl: raw.negative_ttl,
             records,
+            transfer: transfer?,
         })
+    }
+
+    /// `allow_transfer`, `notify` and the TSIG key of a zone. The key's secret is read
+    /// here, so that a reload picks up a new one.
+    fn transfer(&mut self, raw: &RawZone, at: &KeyPath) -> Option<Transfer> {
+        let mut transfer = Transfer::default();
+        let mut ok = true;
+        for (i, a) in raw.allow_transfer.iter().enumerate() {
+            match prefix(a) {
+                Ok(net) => transfer.allow.push(net),
+                Err(e) => {
+                    self.push(at.then("allow_transfer").index(i), e);
+                    ok = false;
+                }
+            }
+        }
+        for (i, n) in raw.notify.iter().enumerate() {
+            match notify_addr(n) {
+                Ok(addr) => transfer.notify.push(addr),
+                Err(e) => {
+                    self.push(at.then("notify").index(i), e);
+                    ok = false;
+                }
+            }
+        }
+        if !raw.notify.is_empty() && raw.allow_transfer.is_empty() {
+            self.push(
+                at.then("notify"),
+                "secondaries are notified to transfer the zone, but `allow_transfer` is empty, so none may",
+            );
+        }
+        let algorithm = match raw.tsig_algorithm.trim().to_ascii_lowercase().as_str() {
+            "hmac-sha256" => Some(TsigAlgorithm::HmacSha256),
+            "hmac-sha384" => Some(TsigAlgorithm::HmacSha384),
+            "hmac-sha512" => Some(TsigAlgorithm::HmacSha512),
+            other => {
+                self.push(
+                    at.then("tsig_algorithm"),
+                    format!(
+                        "`{other}` is not supported; use hmac-sha256, hmac-sha384 or hmac-sha512"
+                    ),
+                );
+                None
+            }
+        };
+        match (&raw.tsig_key_name, &raw.tsig_key_file) {
+            (None, None) => {}
+            (Some(_), None) => {
+                self.push(
+                    at.then("tsig_key_file"),
+                    "`tsig_key_name` needs `tsig_key_file`, the file holding the key's secret",
+                );
+            }
+            (None, Some(_)) => {
+                self.push(at.then("tsig_key_name"), "`tsig_key_file` needs `tsig_key_name`, the key's name as the secondaries know it");
+            }
+            (Some(name), Some(file)) => {
+                if raw.allow_transfer.is_empty() {
+                    self.push(
+                        at.then("tsig_key_name"),
+                        "a TSIG key only authenticates transfers, and `allow_transfer` is empty",
+                    );
+                }
+                let name = self.parse(at.then("tsig_key_name"), fqdn(name));
+                let secret = self.parse(at.then("tsig_key_file"), tsig_secret(file));
+                match (name, secret, algorithm) {
+                    (Some(name), Some(secret), Some(algorithm)) => {
+                        transfer.tsig = Some(TsigKey {
+                            name,
+                            algorithm,
+                            secret,
+                        });
+                    }
+                    _ => ok = false,
+                }
+            }
+        }
+        ok.then_some(transfer)
     }
 
     fn record(
@@ -600,6 +682,45 @@ impl Validator<'_> {
             recheck_interval: recheck?,
         })
     }
+}
+
+/// An address (a host) or a prefix: `192.0.2.1`, `10.0.0.0/8`, `2001:db8::/32`.
+fn prefix(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    t.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("`{s}` is not an address or a prefix, such as 192.0.2.1 or 10.0.0.0/8")
+    })
+}
+
+/// A secondary to notify: `address:port`, or an address alone for port 53.
+fn notify_addr(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    socket_addr(t)
+}
+
+/// The secret of a TSIG key: the file's text, base64 (as `tsig-keygen` and `keymgr -t`
+/// print it), surrounding white space ignored.
+fn tsig_secret(path: &str) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path.trim())
+        .map_err(|e| format!("cannot read the TSIG secret from `{path}`: {e}"))?;
+    let secret = data_encoding::BASE64
+        .decode(text.trim().as_bytes())
+        .map_err(|_| {
+            format!("`{path}` does not hold a base64 secret (as tsig-keygen prints it)")
+        })?;
+    if secret.len() < 16 {
+        return Err(format!(
+            "the secret in `{path}` is {} bytes; use at least 16 (tsig-keygen makes 32)",
+            secret.len()
+        ));
+    }
+    Ok(secret)
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {

@@ -3,13 +3,16 @@
 //!
 //! The handler never awaits anything but sending its response: it loads the table (an
 //! atomic pointer read), looks the name up, and encodes borrowed records. It never
-//! recurses: names outside our zones get REFUSED.
+//! recurses: names outside our zones get REFUSED. Zone transfers are answered from the
+//! same table (`xfr.rs`), and `notify.rs` tells secondaries of new serials.
 
 mod listen;
+pub mod notify;
 pub mod rrl;
 mod tcp;
 mod udp;
 pub mod wire;
+mod xfr;
 
 use std::sync::Arc;
 

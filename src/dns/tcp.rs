@@ -1,7 +1,8 @@
 //! DNS over TCP (RFC 7766): length-prefixed queries on a capped number of connections.
 //!
 //! Each connection is a task that reads a query, answers it through the general path
-//! ([`Handler::answer_general`], no size limit) and writes the answer before reading the
+//! ([`Handler::answer_general`], no size limit), or a zone transfer in as many messages as
+//! it takes ([`Handler::answer_transfer`]), and writes the answer before reading the
 //! next, so pipelined queries are answered in order. A connection closes when it sends
 //! nothing for `idle_timeout`, when a query or an answer takes longer than that to cross
 //! the wire, or at shutdown (after the answer in hand). At `max_connections`, a new
@@ -19,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Handler;
+use super::{Handler, xfr};
 
 /// Limits of the TCP side, from `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -91,20 +92,31 @@ async fn connection(
         ) {
             return;
         }
-        let Some(answer) = handler.answer_general(&query, peer, Protocol::Tcp) else {
-            continue; // a response or headerless packet: nothing to say
+        let answers = if xfr::asks_transfer(&query) {
+            handler.answer_transfer(&query, peer, true)
+        } else {
+            None
         };
-        let Ok(answer_len) = u16::try_from(answer.len()) else {
-            return;
+        let answers = match answers {
+            Some(messages) => messages,
+            None => match handler.answer_general(&query, peer, Protocol::Tcp) {
+                Some(answer) => vec![answer],
+                None => continue, // a response or headerless packet: nothing to say
+            },
         };
-        let mut framed = Vec::with_capacity(answer.len() + 2);
-        framed.extend_from_slice(&answer_len.to_be_bytes());
-        framed.extend_from_slice(&answer);
-        if !matches!(
-            tokio::time::timeout(idle, stream.write_all(&framed)).await,
-            Ok(Ok(()))
-        ) {
-            return;
+        for answer in answers {
+            let Ok(answer_len) = u16::try_from(answer.len()) else {
+                return;
+            };
+            let mut framed = Vec::with_capacity(answer.len() + 2);
+            framed.extend_from_slice(&answer_len.to_be_bytes());
+            framed.extend_from_slice(&answer);
+            if !matches!(
+                tokio::time::timeout(idle, stream.write_all(&framed)).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
         }
     }
 }

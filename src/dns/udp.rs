@@ -215,6 +215,11 @@ impl Handler {
         src: SocketAddr,
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
+        if protocol == Protocol::Udp && super::xfr::asks_transfer(packet) {
+            if let Some(messages) = self.answer_transfer(packet, src, false) {
+                return messages.into_iter().next();
+            }
+        }
         let capture = Capture {
             slot: Arc::default(),
             tcp: protocol == Protocol::Tcp,

@@ -2,7 +2,7 @@
 //! and real clients nobody here wrote (`dig`, `promtool`, `prometheus`, `unbound`).
 //!
 //! System packages needed: bind9-dnsutils (dig), prometheus (prometheus, promtool),
-//! unbound. `.ci/run` installs them.
+//! unbound, knot (knotd, the secondary of the transfer tests). `.ci/run` installs them.
 
 mod admin;
 mod apiserver;
@@ -20,3 +20,4 @@ mod resolver;
 mod security;
 mod tls;
 mod ttl;
+mod xfr;

@@ -129,19 +129,71 @@ async fn refuse_large_bodies(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Serves the admin API until `cancel` fires.
+/// Most admin connections open at once; a connection past it is closed at once. Scrapers,
+/// the CLI, probes of `/readyz` and peers need a handful.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Longest wait for a request's headers, and for the next request on an idle keep-alive
+/// connection: a client that trickles bytes (or none) cannot hold a slot longer.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the admin API until `cancel` fires: HTTP/1.1, at most [`MAX_CONNECTIONS`]
+/// connections, each closed when its headers take longer than [`HEADER_TIMEOUT`]. At
+/// `cancel`, idle connections close and requests in progress are finished.
 ///
 /// # Errors
 ///
-/// When the listener fails.
+/// Never at present: accept errors (such as running out of descriptors) are logged and
+/// retried, so that the API comes back when the cause goes away.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(
+                limit = MAX_CONNECTIONS,
+                "admin listener: connection refused at the cap"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
 
 /// Binds the admin listener.

@@ -366,3 +366,67 @@ async fn tcp_connections_are_capped_and_slots_come_back() {
     assert!(again, "a freed slot serves a new connection");
     gslb.stop().await;
 }
+
+/// Connections to the admin API that never send a request hold a slot only until the
+/// header timeout, and no more than the cap of them are kept: past it a connection is
+/// closed at once, while DNS goes on; once they are gone the API answers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_admin_connections_are_capped_and_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let gslb = Gslb::start(&two_cluster_app(&block, port, "failover", "")).await;
+    // Whether gslb closed the connection (EOF or reset) within `within`.
+    async fn closed(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(within, s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue, // a response: read on to the close
+                Err(_) => return false,
+            }
+        }
+    }
+
+    let mut silent = Vec::new();
+    for _ in 0..gslb::admin::MAX_CONNECTIONS {
+        silent.push(tokio::net::TcpStream::connect(gslb.admin).await.unwrap());
+    }
+    // Every slot is taken once gslb has accepted them all: a connection past the cap is
+    // closed without an answer. (Until then, one may still be served: retry a few times.)
+    let mut refused = false;
+    for _ in 0..50 {
+        let mut extra = tokio::net::TcpStream::connect(gslb.admin).await.unwrap();
+        let _ = extra
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: gslb\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        refused,
+        "a connection past the cap must be closed without an answer"
+    );
+    assert_eq!(
+        gslb.dig("tke-demo.cn A").await.rdata("A"),
+        vec![block.ip(1).to_string()],
+        "DNS goes on while the admin API is saturated"
+    );
+    // The silent connections are closed by gslb (header timeout), not by us.
+    let limit = gslb::admin::HEADER_TIMEOUT * 3;
+    for s in &mut silent {
+        assert!(
+            closed(s, limit).await,
+            "a silent connection outlived {limit:?}"
+        );
+    }
+    let (code, _) = gslb.get("/healthz").await;
+    assert_eq!(code, 200, "the API answers again once the slots are free");
+    gslb.stop().await;
+}

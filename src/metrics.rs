@@ -29,6 +29,7 @@ pub const CONFIG_RELOADS: &str = "gslb_config_reloads_total";
 pub const DISCOVERY_LAST_SYNC: &str = "gslb_discovery_last_sync_timestamp_seconds";
 pub const DRILLS: &str = "gslb_drills_total";
 pub const DRILL_SWITCH: &str = "gslb_drill_switch_seconds";
+pub const QUORUM_VIEWS: &str = "gslb_quorum_views";
 
 /// Query types counted by name; everything else is `other`.
 pub const QTYPES: [&str; 16] = [
@@ -62,6 +63,7 @@ pub struct Metrics {
     discovery_last_sync: prometheus::GaugeVec,
     drills: IntCounterVec,
     drill_switch: prometheus::Histogram,
+    quorum_views: IntGaugeVec,
     dns_cells: Box<[OnceLock<IntCounter>]>,
 }
 
@@ -193,6 +195,14 @@ impl Metrics {
             &["action"],
         )
         .unwrap();
+        let quorum_views = IntGaugeVec::new(
+            Opts::new(
+                QUORUM_VIEWS,
+                "With [quorum]: views counted in health decisions (fresh=\"true\", this instance's own included) and peers' views ignored as stale or never read (fresh=\"false\").",
+            ),
+            &["fresh"],
+        )
+        .unwrap();
         let tcp_refused = prometheus::IntCounter::new(
             TCP_REFUSED,
             "DNS TCP connections closed on accept because tcp_max_connections were open.",
@@ -232,6 +242,7 @@ impl Metrics {
             Box::new(discovery_last_sync.clone()),
             Box::new(drills.clone()),
             Box::new(drill_switch.clone()),
+            Box::new(quorum_views.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -252,6 +263,7 @@ impl Metrics {
             discovery_last_sync,
             drills,
             drill_switch,
+            quorum_views,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -315,6 +327,13 @@ impl Metrics {
     }
 
     /// Counts a TCP connection closed at the connection cap.
+    /// `gslb_quorum_views`: fresh views (ours included) and stale peer views.
+    pub fn set_quorum_views(&self, fresh: usize, stale: usize) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.quorum_views.with_label_values(&["true"]).set(n(fresh));
+        self.quorum_views.with_label_values(&["false"]).set(n(stale));
+    }
+
     pub fn count_tcp_refused(&self) {
         self.tcp_refused.inc();
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::overrides::{Override, OverrideError};
+use super::quorum::{Changed, Peers, View};
 use super::{HealthSnapshot, Machine, Outcome, ProbeReport, State, target_state};
 use crate::model::{HealthFrom, Inventory};
 
@@ -20,6 +21,9 @@ pub enum Cause {
     Restored,
     /// Discovery changed what is known (workload readiness, VIPs, clusters).
     Discovery,
+    /// A quorum of the fresh views (ours and the peers') decided, or which views are
+    /// fresh changed.
+    Quorum,
 }
 
 impl Cause {
@@ -30,6 +34,7 @@ impl Cause {
             Cause::OverrideLifted => "override lifted",
             Cause::Restored => "restored",
             Cause::Discovery => "discovery",
+            Cause::Quorum => "quorum",
         }
     }
 }
@@ -59,6 +64,64 @@ impl HealthBook {
             inventory,
             snapshot,
         }
+    }
+
+    /// Decides with the views of `peers` from now on (`[quorum]`).
+    pub fn with_quorum(mut self, peers: Peers) -> Self {
+        self.snapshot.quorum = Some(peers);
+        self
+    }
+
+    /// Applies the outcome of a read of peer `index`'s view at `now`; returns the
+    /// targets that moved.
+    pub fn peer_view(
+        &mut self,
+        index: usize,
+        result: Result<View, String>,
+        now: SystemTime,
+    ) -> Vec<Transition> {
+        let Some(peers) = self.snapshot.quorum.as_mut() else {
+            return Vec::new();
+        };
+        let changed = peers.receive(index, result, &self.inventory, now);
+        self.decide_again(changed, now)
+    }
+
+    /// Re-judges which peer views are fresh at `now` (one may have turned stale).
+    pub fn refresh_quorum(&mut self, now: SystemTime) -> Vec<Transition> {
+        let Some(peers) = self.snapshot.quorum.as_mut() else {
+            return Vec::new();
+        };
+        let changed = peers.refresh(now);
+        self.decide_again(changed, now)
+    }
+
+    /// When a fresh peer view turns stale next, if any is fresh.
+    pub fn next_stale(&self) -> Option<SystemTime> {
+        self.snapshot.quorum.as_ref()?.next_stale()
+    }
+
+    fn decide_again(&mut self, changed: Changed, now: SystemTime) -> Vec<Transition> {
+        let targets: Vec<usize> = match changed {
+            Changed::All => (0..self.inventory.targets.len()).collect(),
+            Changed::Some(t) => t,
+        };
+        let before: Vec<(State, State)> = targets
+            .iter()
+            .map(|&t| (self.snapshot.targets[t].state, self.snapshot.targets[t].probed))
+            .collect();
+        let transitions: Vec<Transition> = targets
+            .iter()
+            .filter_map(|&t| self.recompute(t, now, Cause::Quorum))
+            .collect();
+        let moved = targets.iter().zip(&before).any(|(&t, b)| {
+            let h = &self.snapshot.targets[t];
+            (h.state, h.probed) != *b
+        });
+        if moved {
+            self.snapshot.version += 1;
+        }
+        transitions
     }
 
     pub fn inventory(&self) -> &Arc<Inventory> {
@@ -223,6 +286,9 @@ impl HealthBook {
         self.machines = machines;
         self.snapshot.endpoints = endpoints;
         self.snapshot.targets = targets;
+        if let Some(peers) = self.snapshot.quorum.as_mut() {
+            peers.reconfigure(&inventory);
+        }
         self.snapshot.inventory = inventory;
         self.snapshot.version += 1;
         self.recompute_all(now, Cause::Discovery)
@@ -318,6 +384,17 @@ impl HealthBook {
             (HealthFrom::Both, Some(w)) if !w.ready => State::Down,
             (HealthFrom::Both, _) => from_probes,
         };
+        let own = probed;
+        let (probed, votes) = match &self.snapshot.quorum {
+            Some(peers) => peers.decide(target, own),
+            None => (own, None),
+        };
+        // A state reached with peer views is the quorum's doing, whatever set it off.
+        let cause = if votes.is_some() && cause == Cause::Probe {
+            Cause::Quorum
+        } else {
+            cause
+        };
         let (app, cluster) = self.inventory.target_labels(target);
         let covering = self
             .snapshot
@@ -332,6 +409,8 @@ impl HealthBook {
         };
         let t = &mut self.snapshot.targets[target];
         t.probed = probed;
+        t.own = own;
+        t.votes = votes;
         t.overridden = covering;
         if effective == t.state {
             return None;

@@ -12,6 +12,7 @@
 mod book;
 mod machine;
 pub mod overrides;
+pub mod quorum;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -87,8 +88,13 @@ pub struct TargetHealth {
     /// The state answers use: `probed`, unless an override holds it down.
     pub state: State,
     pub since: SystemTime,
-    /// What the probes alone say.
+    /// What the probes alone say: ours, or with `[quorum]` the decision of a quorum
+    /// of the fresh views.
     pub probed: State,
+    /// What this instance's own probes say (after its rise/fall): its view of the target.
+    pub own: State,
+    /// With `[quorum]` and at least one fresh peer view: the votes behind `probed`.
+    pub votes: Option<quorum::Votes>,
     /// The override holding the target down, if any.
     pub overridden: Option<Override>,
 }
@@ -109,6 +115,8 @@ pub struct HealthSnapshot {
     pub targets: Vec<TargetHealth>,
     pub endpoints: Vec<EndpointHealth>,
     pub overrides: Vec<Override>,
+    /// With `[quorum]`: the peers and their last views.
+    pub quorum: Option<quorum::Peers>,
 }
 
 impl HealthSnapshot {
@@ -123,6 +131,8 @@ impl HealthSnapshot {
                     state: State::Unknown,
                     since: now,
                     probed: State::Unknown,
+                    own: State::Unknown,
+                    votes: None,
                     overridden: None,
                 };
                 inventory.targets.len()
@@ -137,6 +147,7 @@ impl HealthSnapshot {
                 inventory.endpoints.len()
             ],
             overrides: Vec::new(),
+            quorum: None,
         }
     }
 
@@ -175,6 +186,13 @@ pub enum HealthInput {
         app: Option<String>,
         reply: oneshot::Sender<Result<Vec<Override>, OverrideError>>,
     },
+    /// The outcome of a read of a peer's view (`[quorum]`), `peer` indexing its
+    /// `peers`, received `at`.
+    PeerView {
+        peer: usize,
+        view: Result<quorum::View, String>,
+        at: SystemTime,
+    },
 }
 
 /// Longest a probe result that changed no state waits before it is published.
@@ -206,16 +224,32 @@ pub async fn run(
             t.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
         });
+        let stale = book.next_stale().map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                + Duration::from_millis(1)
+        });
         let mut expired_any = false;
         tokio::select! {
             n = inputs.recv_many(&mut batch, 256) => if n == 0 { return },
+            // A peer's view turns stale: decide again without it (a little after the
+            // bound, so that the view is past it by then).
+            _ = tokio::time::sleep(stale.unwrap_or(Duration::MAX)), if stale.is_some() => {
+                let transitions = book.refresh_quorum(SystemTime::now());
+                log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
+                set_quorum_views(&metrics, book.snapshot());
+                publish.send_replace(Arc::new(book.snapshot().clone()));
+                last_publish = tokio::time::Instant::now();
+                unpublished = false;
+                continue;
+            }
             _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
                 let (expired, transitions) = book.expire(SystemTime::now());
                 expired_any = !expired.is_empty();
                 for o in &expired {
                     tracing::info!(target: "gslb::audit", action = "override.expired", cluster = %o.cluster, app = o.app.as_deref().unwrap_or("*"), kind = o.kind.as_str(), reason = %o.reason, set_by = %o.set_by, "override expired");
                 }
-                log_transitions(&inventory, &metrics, &transitions, "");
+                log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
             }
             _ = tokio::time::sleep_until(last_publish + PUBLISH_EVERY), if unpublished => {
                 publish.send_replace(Arc::new(book.snapshot().clone()));
@@ -245,13 +279,13 @@ pub async fn run(
                         let (app, cluster) = inventory.target_labels(t);
                         metrics.init_target(&app, cluster, h.state.is_usable());
                     }
-                    log_transitions(&inventory, &metrics, &transitions, "discovery");
+                    log_transitions(&inventory, &metrics, &transitions, "discovery", book.snapshot());
                     applied.push(done);
                 }
                 HealthInput::SetOverride { ov, force, reply } => {
                     match book.set_override(ov.clone(), force, SystemTime::now()) {
                         Ok(transitions) => {
-                            log_transitions(&inventory, &metrics, &transitions, &ov.reason);
+                            log_transitions(&inventory, &metrics, &transitions, &ov.reason, book.snapshot());
                             replies.push(Box::new(move |err| {
                                 let _ = reply.send(match err {
                                     None => Ok(ov),
@@ -264,13 +298,17 @@ pub async fn run(
                         }
                     }
                 }
+                HealthInput::PeerView { peer, view, at } => {
+                    let transitions = book.peer_view(peer, view, at);
+                    log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
+                }
                 HealthInput::ClearOverride {
                     cluster,
                     app,
                     reply,
                 } => match book.clear_override(&cluster, app.as_deref(), SystemTime::now()) {
                     Ok((removed, transitions)) => {
-                        log_transitions(&inventory, &metrics, &transitions, "override cleared");
+                        log_transitions(&inventory, &metrics, &transitions, "override cleared", book.snapshot());
                         replies.push(Box::new(move |err| {
                             let _ = reply.send(match err {
                                 None => Ok(removed),
@@ -326,6 +364,7 @@ pub async fn run(
         // refresh the status API's details: they are published at most every
         // PUBLISH_EVERY, so that thousands of endpoints do not copy the snapshot for
         // every batch.
+        set_quorum_views(&metrics, book.snapshot());
         let urgent = book.snapshot().version != version_before
             || book.snapshot().steadiness != steadiness_before
             || !applied.is_empty()
@@ -379,6 +418,7 @@ fn apply_report(
             metrics,
             &[t],
             &format!("{} ({})", detail, endpoint.vip),
+            book.snapshot(),
         );
     }
 }
@@ -389,9 +429,25 @@ fn log_transitions(
     metrics: &Metrics,
     transitions: &[Transition],
     detail: &str,
+    snapshot: &HealthSnapshot,
 ) {
     for t in transitions {
         let (app, cluster) = inventory.target_labels(t.target);
+        let votes = snapshot.targets.get(t.target).and_then(|h| {
+            let v = h.votes?;
+            Some(format!(
+                "{} of {} fresh views say down, {} needed; own view {}",
+                v.down,
+                v.views,
+                v.needed,
+                h.own.as_str()
+            ))
+        });
+        let detail = match (&votes, detail.is_empty()) {
+            (Some(v), true) if t.cause == Cause::Quorum => v.clone(),
+            (Some(v), false) if t.cause == Cause::Quorum => format!("{detail}; {v}"),
+            _ => detail.to_owned(),
+        };
         tracing::info!(
             app,
             cluster,
@@ -402,6 +458,14 @@ fn log_transitions(
             "target health changed"
         );
         metrics.record_transition(&app, cluster, t.to.as_str(), t.to.is_usable());
+    }
+}
+
+/// `gslb_quorum_views{fresh}`: the views counted at the last decision, with `[quorum]`.
+fn set_quorum_views(metrics: &Metrics, snapshot: &HealthSnapshot) {
+    if let Some(peers) = &snapshot.quorum {
+        let (fresh, stale) = peers.counts();
+        metrics.set_quorum_views(fresh, stale);
     }
 }
 

@@ -20,7 +20,12 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    pub fn new(kind: &ProbeKind, vip: IpAddr, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        kind: &ProbeKind,
+        vip: IpAddr,
+        timeout: Duration,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Self> {
         let ProbeKind::Http {
             https,
             port,
@@ -42,7 +47,8 @@ impl HttpCheck {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("gslb-probe/", env!("CARGO_PKG_VERSION")))
-            .tls_danger_accept_invalid_certs(!tls_verify);
+            .tls_danger_accept_invalid_certs(!tls_verify)
+            .local_address(source);
         // Connect to the VIP while speaking to the app's host name: the Host header and SNI
         // carry the name, the socket goes to the VIP. The port must be in the URL.
         // A host written as an address cannot be redirected by `resolve`: connect to the

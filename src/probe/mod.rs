@@ -35,15 +35,24 @@ pub enum Check {
 }
 
 impl Check {
-    /// Prepares the check of `vip` for a probe spec.
+    /// Prepares the check of `vip` for a probe spec, connecting from `source` (`[server]
+    /// probe_source`) when it is of the VIP's family.
     ///
     /// # Errors
     ///
     /// When the HTTP client cannot be built (a TLS backend failure).
-    pub fn new(kind: &ProbeKind, vip: std::net::IpAddr, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        kind: &ProbeKind,
+        vip: std::net::IpAddr,
+        timeout: Duration,
+        source: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
+        let source = source.filter(|s| s.is_ipv4() == vip.is_ipv4());
         Ok(match kind {
-            ProbeKind::Http { .. } => Check::Http(http::HttpCheck::new(kind, vip, timeout)?),
-            ProbeKind::Tcp { port } => Check::Tcp(tcp::TcpCheck::new(vip, *port)),
+            ProbeKind::Http { .. } => {
+                Check::Http(http::HttpCheck::new(kind, vip, timeout, source)?)
+            }
+            ProbeKind::Tcp { port } => Check::Tcp(tcp::TcpCheck::new(vip, *port, source)),
         })
     }
 
@@ -65,13 +74,15 @@ impl Check {
     }
 }
 
-/// Starts a probe task for every endpoint of the inventory.
+/// Starts a probe task for every endpoint of the inventory, connecting from `source`
+/// when given (`[server] probe_source`).
 ///
 /// # Errors
 ///
 /// When a check cannot be prepared.
 pub fn spawn_all(
     inventory: &Arc<Inventory>,
+    source: Option<std::net::IpAddr>,
     reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
@@ -81,7 +92,7 @@ pub fn spawn_all(
         let spec = inventory.apps[inventory.targets[endpoint.target].app]
             .probe
             .clone();
-        let check = Check::new(&spec.kind, endpoint.vip, spec.timeout)?;
+        let check = Check::new(&spec.kind, endpoint.vip, spec.timeout, source)?;
         let spread = first_probe_spread(inventory.endpoints.len(), spec.interval);
         let jitter = rng.random_range(Duration::ZERO..=spread);
         tasks.spawn(run_endpoint(
@@ -159,7 +170,7 @@ fn next_start(spec: &ProbeSpec, streak: u32, start: Instant, end: Instant) -> In
 }
 
 /// The innermost cause of an error, which is the part a human wants ("connection refused").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

@@ -331,7 +331,9 @@ impl Metrics {
     pub fn set_quorum_views(&self, fresh: usize, stale: usize) {
         let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
         self.quorum_views.with_label_values(&["true"]).set(n(fresh));
-        self.quorum_views.with_label_values(&["false"]).set(n(stale));
+        self.quorum_views
+            .with_label_values(&["false"])
+            .set(n(stale));
     }
 
     pub fn count_tcp_refused(&self) {

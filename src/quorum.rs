@@ -82,7 +82,9 @@ async fn poll_peer(
             v = read_view(&client, &url, token.as_deref()) => v,
         };
         match (&view, &last_error) {
-            (Err(e), None) => tracing::warn!(peer = %url, error = %e, "cannot read the peer's view"),
+            (Err(e), None) => {
+                tracing::warn!(peer = %url, error = %e, "cannot read the peer's view")
+            }
             (Ok(_), Some(_)) => tracing::info!(peer = %url, "reading the peer's view again"),
             _ => {}
         }

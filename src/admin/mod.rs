@@ -220,7 +220,7 @@ async fn reload(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> 
     }
 }
 
-/// This instance's view: each target's state by its own probes, after its own rise/fall,
+/// This instance's view: each endpoint's state by its own probes, after its own rise/fall,
 /// without overrides or the quorum's decision (see [`crate::health::quorum`]).
 async fn view(
     State(s): State<AdminState>,
@@ -229,21 +229,22 @@ async fn view(
     s.mutations.authorize_view(&headers)?;
     let health = s.health.borrow().clone();
     let inventory = &health.inventory;
-    let targets = (0..inventory.targets.len())
-        .map(|t| {
-            let (app, cluster) = inventory.target_labels(t);
-            crate::health::quorum::ViewTarget {
+    let endpoints = (inventory.endpoint_keys().into_iter())
+        .zip(&health.endpoints)
+        .map(
+            |((app, cluster, vip), h)| crate::health::quorum::ViewEndpoint {
                 app,
                 cluster: cluster.to_owned(),
-                state: health.targets[t].own,
-            }
-        })
+                vip,
+                state: h.own,
+            },
+        )
         .collect();
     Ok(Json(crate::health::quorum::View {
         instance: s.instance.to_string(),
         sequence: health.version,
         at: std::time::SystemTime::now(),
-        targets,
+        endpoints,
     }))
 }
 

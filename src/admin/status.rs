@@ -75,13 +75,10 @@ pub struct TargetStatus {
     /// What the probes alone say (differs from `state` under an override).
     #[serde(default)]
     pub probed: String,
-    /// This instance's own view: what its own probes say (after its rise/fall). Equal
-    /// to `probed` without `[quorum]`.
+    /// What this instance's own probes alone say (after its rise/fall). Equal to
+    /// `probed` without `[quorum]`.
     #[serde(default)]
     pub own: String,
-    /// With `[quorum]` and a fresh peer view: the votes that decided `probed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub votes: Option<crate::health::quorum::Votes>,
     /// The override holding the target out of answers, if any.
     #[serde(default, rename = "override")]
     pub overridden: Option<Override>,
@@ -98,6 +95,13 @@ pub struct VipStatus {
     pub vip: String,
     pub state: String,
     pub since: String,
+    /// What this instance's own probes say (its view, after its rise/fall); `state` is
+    /// the quorum's decision with `[quorum]`, else the same.
+    #[serde(default)]
+    pub own: String,
+    /// With `[quorum]` and a fresh peer view: the votes that decided `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<crate::health::quorum::Votes>,
     /// Consecutive results so far towards the next state change.
     #[serde(default)]
     pub streak: u32,
@@ -163,7 +167,6 @@ pub fn report(
                 state: th.state.as_str().to_owned(),
                 probed: th.probed.as_str().to_owned(),
                 own: th.own.as_str().to_owned(),
-                votes: th.votes,
                 overridden: th.overridden.clone(),
                 workload: t.workload.as_ref().map(|w| {
                     format!(
@@ -180,6 +183,8 @@ pub fn report(
                         vip: e.vip.to_string(),
                         state: h.state.as_str().to_owned(),
                         since: time(h.since),
+                        own: h.own.as_str().to_owned(),
+                        votes: h.votes,
                         streak: h.streak,
                         last_probe: h.last.as_ref().map(|p| ProbeStatus {
                             result: p.outcome.as_str().to_owned(),
@@ -374,22 +379,21 @@ pub fn render(report: &StatusReport) -> String {
         );
     }
     // Targets on which the quorum and this instance's own probes disagree.
-    let outvoted: Vec<&TargetStatus> = report
+    let outvoted: Vec<(&TargetStatus, &VipStatus, crate::health::quorum::Votes)> = report
         .targets
         .iter()
-        .filter(|t| t.votes.is_some() && t.own != t.probed)
+        .flat_map(|t| t.vips.iter().map(move |v| (t, v)))
+        .filter_map(|(t, v)| Some((t, v, v.votes.filter(|_| v.own != v.state)?)))
         .collect();
     if !outvoted.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "QUORUM DIFFERS FROM OWN VIEW");
-        for t in outvoted {
-            if let Some(v) = t.votes {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: {} by quorum ({} of {} fresh views say down, {} needed); own view {}",
-                    t.app, t.cluster, t.probed, v.down, v.views, v.needed, t.own
-                );
-            }
+        for (t, v, votes) in outvoted {
+            let _ = writeln!(
+                out,
+                "  {} {} {}: {} by quorum ({} of {} fresh views say down, {} needed); own view {}",
+                t.app, t.cluster, v.vip, v.state, votes.down, votes.views, votes.needed, v.own
+            );
         }
     }
     // Only adaptive TTLs that are not at rest need a reason here; `--json` and explain

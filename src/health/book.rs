@@ -101,27 +101,27 @@ impl HealthBook {
         self.snapshot.quorum.as_ref()?.next_stale()
     }
 
+    /// Decides the `changed` endpoints again, and their targets.
     fn decide_again(&mut self, changed: Changed, now: SystemTime) -> Vec<Transition> {
-        let targets: Vec<usize> = match changed {
-            Changed::All => (0..self.inventory.targets.len()).collect(),
-            Changed::Some(t) => t,
+        let endpoints: Vec<usize> = match changed {
+            Changed::All => (0..self.inventory.endpoints.len()).collect(),
+            Changed::Some(e) => e,
         };
-        let before: Vec<(State, State)> = targets
-            .iter()
-            .map(|&t| (self.snapshot.targets[t].state, self.snapshot.targets[t].probed))
+        let inventory = self.inventory.clone();
+        let mut targets: Vec<usize> = endpoints
+            .into_iter()
+            .filter(|&e| self.decide(e, now))
+            .map(|e| inventory.endpoints[e].target)
             .collect();
-        let transitions: Vec<Transition> = targets
-            .iter()
-            .filter_map(|&t| self.recompute(t, now, Cause::Quorum))
-            .collect();
-        let moved = targets.iter().zip(&before).any(|(&t, b)| {
-            let h = &self.snapshot.targets[t];
-            (h.state, h.probed) != *b
-        });
-        if moved {
-            self.snapshot.version += 1;
+        if targets.is_empty() {
+            return Vec::new();
         }
-        transitions
+        self.snapshot.version += 1;
+        targets.dedup();
+        targets
+            .into_iter()
+            .filter_map(|t| self.recompute(t, now, Cause::Quorum))
+            .collect()
     }
 
     pub fn inventory(&self) -> &Arc<Inventory> {
@@ -152,11 +152,28 @@ impl HealthBook {
             self.snapshot.steadiness += 1;
         }
         e.streak = streak;
-        let to = changed?;
-        e.state = to;
-        e.since = at;
+        e.own = changed?;
+        // Our view changed (peers read it), whether or not the decision moves.
         self.snapshot.version += 1;
+        self.decide(idx, at);
         self.recompute(endpoint.target, at, Cause::Probe)
+    }
+
+    /// Decides endpoint `idx` from its own state and, with `[quorum]`, the fresh peer
+    /// views; returns whether its state moved.
+    fn decide(&mut self, idx: usize, at: SystemTime) -> bool {
+        let e = &mut self.snapshot.endpoints[idx];
+        let (state, votes) = match &self.snapshot.quorum {
+            Some(peers) => peers.decide(idx, e.own),
+            None => (e.own, None),
+        };
+        e.votes = votes;
+        if state == e.state {
+            return false;
+        }
+        e.state = state;
+        e.since = at;
+        true
     }
 
     /// Resumes endpoints at saved states: `(app, cluster, vip) -> state`. Unknown names
@@ -172,6 +189,7 @@ impl HealthBook {
             if let Some(state) = saved(&app, cluster, e.vip).filter(|s| *s != State::Unknown) {
                 self.machines[i] = Machine::resumed(state);
                 self.snapshot.endpoints[i].state = state;
+                self.snapshot.endpoints[i].own = state;
             }
         }
         self.snapshot.overrides = overrides
@@ -289,6 +307,9 @@ impl HealthBook {
         if let Some(peers) = self.snapshot.quorum.as_mut() {
             peers.reconfigure(&inventory);
         }
+        for e in 0..inventory.endpoints.len() {
+            self.decide(e, now);
+        }
         self.snapshot.inventory = inventory;
         self.snapshot.version += 1;
         self.recompute_all(now, Cause::Discovery)
@@ -369,14 +390,17 @@ impl HealthBook {
     /// Derives a target's probed state from its endpoints and its effective state from
     /// that and the overrides; returns the transition if the effective state moved.
     fn recompute(&mut self, target: usize, at: SystemTime, cause: Cause) -> Option<Transition> {
-        let from_probes = target_state(
+        let endpoints = || {
             self.inventory
                 .endpoints_of(target)
-                .map(|e| self.snapshot.endpoints[e].state),
-        );
+                .map(|e| &self.snapshot.endpoints[e])
+        };
+        let from_probes = target_state(endpoints().map(|e| e.state));
+        let from_own = target_state(endpoints().map(|e| e.own));
+        let by_quorum = endpoints().any(|e| e.votes.is_some());
         let spec = &self.inventory.targets[target];
         let mode = self.inventory.apps[spec.app].health;
-        let probed = match (mode, &spec.workload) {
+        let derive = |from_probes| match (mode, &spec.workload) {
             (HealthFrom::Probes, _) => from_probes,
             (HealthFrom::Workloads, Some(w)) if w.ready => State::Up,
             (HealthFrom::Workloads, Some(_)) => State::Down,
@@ -384,13 +408,9 @@ impl HealthBook {
             (HealthFrom::Both, Some(w)) if !w.ready => State::Down,
             (HealthFrom::Both, _) => from_probes,
         };
-        let own = probed;
-        let (probed, votes) = match &self.snapshot.quorum {
-            Some(peers) => peers.decide(target, own),
-            None => (own, None),
-        };
+        let (probed, own) = (derive(from_probes), derive(from_own));
         // A state reached with peer views is the quorum's doing, whatever set it off.
-        let cause = if votes.is_some() && cause == Cause::Probe {
+        let cause = if by_quorum && cause == Cause::Probe {
             Cause::Quorum
         } else {
             cause
@@ -410,7 +430,6 @@ impl HealthBook {
         let t = &mut self.snapshot.targets[target];
         t.probed = probed;
         t.own = own;
-        t.votes = votes;
         t.overridden = covering;
         if effective == t.state {
             return None;

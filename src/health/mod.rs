@@ -75,7 +75,13 @@ pub struct ProbeReport {
 /// Health of one endpoint (one VIP of one target).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointHealth {
+    /// The state answers use: `own`, or with `[quorum]` the decision of a quorum of the
+    /// fresh views.
     pub state: State,
+    /// What this instance's own probes say, after its rise/fall: its view of the endpoint.
+    pub own: State,
+    /// With `[quorum]` and at least one fresh peer view: the votes behind `state`.
+    pub votes: Option<quorum::Votes>,
     pub since: SystemTime,
     pub last: Option<ProbeReport>,
     /// Consecutive results that disagree with `state`, towards `rise` or `fall`.
@@ -88,13 +94,12 @@ pub struct TargetHealth {
     /// The state answers use: `probed`, unless an override holds it down.
     pub state: State,
     pub since: SystemTime,
-    /// What the probes alone say: ours, or with `[quorum]` the decision of a quorum
-    /// of the fresh views.
+    /// What the probes alone say (with `[quorum]`, as decided by a quorum of the fresh
+    /// views for each endpoint).
     pub probed: State,
-    /// What this instance's own probes say (after its rise/fall): its view of the target.
+    /// What this instance's own probes alone say (its endpoints' `own` states); equal to
+    /// `probed` without `[quorum]`.
     pub own: State,
-    /// With `[quorum]` and at least one fresh peer view: the votes behind `probed`.
-    pub votes: Option<quorum::Votes>,
     /// The override holding the target down, if any.
     pub overridden: Option<Override>,
 }
@@ -132,7 +137,6 @@ impl HealthSnapshot {
                     since: now,
                     probed: State::Unknown,
                     own: State::Unknown,
-                    votes: None,
                     overridden: None,
                 };
                 inventory.targets.len()
@@ -140,6 +144,8 @@ impl HealthSnapshot {
             endpoints: vec![
                 EndpointHealth {
                     state: State::Unknown,
+                    own: State::Unknown,
+                    votes: None,
                     since: now,
                     last: None,
                     streak: 0,
@@ -279,13 +285,25 @@ pub async fn run(
                         let (app, cluster) = inventory.target_labels(t);
                         metrics.init_target(&app, cluster, h.state.is_usable());
                     }
-                    log_transitions(&inventory, &metrics, &transitions, "discovery", book.snapshot());
+                    log_transitions(
+                        &inventory,
+                        &metrics,
+                        &transitions,
+                        "discovery",
+                        book.snapshot(),
+                    );
                     applied.push(done);
                 }
                 HealthInput::SetOverride { ov, force, reply } => {
                     match book.set_override(ov.clone(), force, SystemTime::now()) {
                         Ok(transitions) => {
-                            log_transitions(&inventory, &metrics, &transitions, &ov.reason, book.snapshot());
+                            log_transitions(
+                                &inventory,
+                                &metrics,
+                                &transitions,
+                                &ov.reason,
+                                book.snapshot(),
+                            );
                             replies.push(Box::new(move |err| {
                                 let _ = reply.send(match err {
                                     None => Ok(ov),
@@ -308,7 +326,13 @@ pub async fn run(
                     reply,
                 } => match book.clear_override(&cluster, app.as_deref(), SystemTime::now()) {
                     Ok((removed, transitions)) => {
-                        log_transitions(&inventory, &metrics, &transitions, "override cleared", book.snapshot());
+                        log_transitions(
+                            &inventory,
+                            &metrics,
+                            &transitions,
+                            "override cleared",
+                            book.snapshot(),
+                        );
                         replies.push(Box::new(move |err| {
                             let _ = reply.send(match err {
                                 None => Ok(removed),
@@ -433,16 +457,22 @@ fn log_transitions(
 ) {
     for t in transitions {
         let (app, cluster) = inventory.target_labels(t.target);
-        let votes = snapshot.targets.get(t.target).and_then(|h| {
-            let v = h.votes?;
-            Some(format!(
-                "{} of {} fresh views say down, {} needed; own view {}",
-                v.down,
-                v.views,
-                v.needed,
-                h.own.as_str()
-            ))
-        });
+        let votes: Vec<String> = inventory
+            .endpoints_of(t.target)
+            .filter_map(|e| {
+                let h = snapshot.endpoints.get(e)?;
+                let v = h.votes?;
+                Some(format!(
+                    "{}: {} of {} fresh views say down, {} needed, own view {}",
+                    inventory.endpoints[e].vip,
+                    v.down,
+                    v.views,
+                    v.needed,
+                    h.own.as_str()
+                ))
+            })
+            .collect();
+        let votes = (!votes.is_empty()).then(|| votes.join("; "));
         let detail = match (&votes, detail.is_empty()) {
             (Some(v), true) if t.cause == Cause::Quorum => v.clone(),
             (Some(v), false) if t.cause == Cause::Quorum => format!("{detail}; {v}"),

@@ -1,15 +1,20 @@
 //! Multi-vantage quorum: the views of other gslb instances, and how they combine with
 //! ours. Pure: time comes in as an argument.
 //!
-//! Each instance publishes its [`View`] (`GET /api/v1/view`): per target, its own probed
-//! state after its own rise/fall hysteresis, never its overrides or its quorum decision
-//! (so views never echo each other). [`Peers`] holds the last view read from each peer
-//! and when it was read (by our clock, so clock skew between instances does not matter).
-//! A target is down when at least [`Required::needed`] of the fresh views that have a say
-//! (`up` or `down`; `unknown` abstains) say down. With no fresh peer view, an instance
-//! falls back to its own view.
+//! Each instance publishes its [`View`] (`GET /api/v1/view`): per endpoint (one VIP of one
+//! app's cluster), its own probed state after its own rise/fall hysteresis, never its
+//! overrides or its quorum decision (so views never echo each other). [`Peers`] holds the
+//! last view read from each peer and when it was read (by our clock, so clock skew between
+//! instances does not matter). An endpoint is down when at least [`Required::needed`] of
+//! the fresh views that have a say (`up` or `down`; `unknown` and a view without the
+//! endpoint abstain) say down; targets derive from their endpoints as without quorum.
+//! With no fresh peer view, an instance falls back to its own view.
+//!
+//! Views are per endpoint rather than per target so that, of a target with several VIPs,
+//! the one that everybody sees down is left out of answers while the others stay.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -29,26 +34,27 @@ pub struct View {
     /// judged by the reader's clock, when it received the view).
     #[serde(with = "crate::rfc3339")]
     pub at: SystemTime,
-    pub targets: Vec<ViewTarget>,
+    pub endpoints: Vec<ViewEndpoint>,
 }
 
-/// One target in a [`View`].
+/// One endpoint in a [`View`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ViewTarget {
+pub struct ViewEndpoint {
     pub app: String,
     pub cluster: String,
+    pub vip: IpAddr,
     /// What the instance's own probes say, after its rise/fall: `up`, `down` or `unknown`.
     pub state: State,
 }
 
-/// The votes behind a quorum decision on one target.
+/// The votes behind a quorum decision on one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Votes {
-    /// Fresh views (ours included) that have a say on the target (`up` or `down`).
+    /// Fresh views (ours included) that have a say on the endpoint (`up` or `down`).
     pub views: u32,
     /// Of those, the views that say down.
     pub down: u32,
-    /// Down views needed for the target to count as down.
+    /// Down views needed for the endpoint to count as down.
     pub needed: u32,
 }
 
@@ -67,7 +73,7 @@ pub struct Peer {
     pub fresh: bool,
     /// The URL answered with our own view (the peers list names this instance too).
     pub is_self: bool,
-    /// The view's state of each target of the current inventory (by index).
+    /// The view's state of each endpoint of the current inventory (by index).
     states: Arc<Vec<Option<State>>>,
 }
 
@@ -111,8 +117,8 @@ impl Peers {
         self.counts().0 == 1
     }
 
-    /// Records the outcome of a read of peer `index`'s view at `now`. Returns the targets
-    /// whose peer state changed (all of them when the peer's freshness may have).
+    /// Records the outcome of a read of peer `index`'s view at `now`. Returns the
+    /// endpoints whose peer state changed (all of them when which views are fresh did).
     pub fn receive(
         &mut self,
         index: usize,
@@ -135,8 +141,8 @@ impl Peers {
                     map_states(&view, inventory)
                 };
                 let changed = if peer.fresh {
-                    (0..inventory.targets.len())
-                        .filter(|&t| states.get(t) != peer.states.get(t))
+                    (0..inventory.endpoints.len())
+                        .filter(|&e| states.get(e) != peer.states.get(e))
                         .collect()
                 } else {
                     Vec::new()
@@ -155,8 +161,8 @@ impl Peers {
         self.refresh(now)
     }
 
-    /// Re-judges which views are fresh at `now`; every target needs a new decision when
-    /// that changed.
+    /// Re-judges which views are fresh at `now`; every endpoint needs a new decision
+    /// when that changed.
     pub fn refresh(&mut self, now: SystemTime) -> Changed {
         let within = self.rule.fresh_within;
         let mut moved = false;
@@ -194,31 +200,38 @@ impl Peers {
         }
     }
 
-    /// The state of `target` given our own view `own` and the fresh peer views, and the
+    /// The state of `endpoint` given our own view `own` and the fresh peer views, and the
     /// votes behind it; no votes when no peer view is fresh (ours alone decides).
-    pub fn decide(&self, target: usize, own: State) -> (State, Option<Votes>) {
+    pub fn decide(&self, endpoint: usize, own: State) -> (State, Option<Votes>) {
         let peers = self.peers.iter().filter(|p| p.fresh);
         let mut any = false;
         let states = std::iter::once(Some(own)).chain(peers.map(|p| {
             any = true;
-            p.states.get(target).copied().flatten()
+            p.states.get(endpoint).copied().flatten()
         }));
         let (state, votes) = combine(self.rule.required, states);
-        if any { (state, Some(votes)) } else { (own, None) }
+        if any {
+            (state, Some(votes))
+        } else {
+            (own, None)
+        }
     }
 }
 
-/// Which targets need a new decision.
+/// Which endpoints need a new decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
     All,
     Some(Vec<usize>),
 }
 
-/// The quorum arithmetic over the views of one target (`None`: the view does not know
+/// The quorum arithmetic over the views of one endpoint (`None`: the view does not know
 /// it): down when at least `needed` of the views that say `up` or `down` say down;
 /// `unknown` when none does.
-pub fn combine(required: Required, views: impl IntoIterator<Item = Option<State>>) -> (State, Votes) {
+pub fn combine(
+    required: Required,
+    views: impl IntoIterator<Item = Option<State>>,
+) -> (State, Votes) {
     let (mut said, mut down) = (0u32, 0u32);
     for s in views.into_iter().flatten() {
         match s {
@@ -239,7 +252,11 @@ pub fn combine(required: Required, views: impl IntoIterator<Item = Option<State>
         return (State::Unknown, votes);
     }
     let needed = required.needed(said);
-    let state = if down >= needed { State::Down } else { State::Up };
+    let state = if down >= needed {
+        State::Down
+    } else {
+        State::Up
+    };
     (
         state,
         Votes {
@@ -250,18 +267,18 @@ pub fn combine(required: Required, views: impl IntoIterator<Item = Option<State>
     )
 }
 
-/// A view's states by target index of `inventory` (names that it does not know: `None`).
+/// A view's states by endpoint index of `inventory` (endpoints that it does not know:
+/// `None`), matched by names and VIP.
 fn map_states(view: &View, inventory: &Inventory) -> Vec<Option<State>> {
-    let by_name: HashMap<(&str, &str), State> = view
-        .targets
+    let by_name: HashMap<(&str, &str, IpAddr), State> = view
+        .endpoints
         .iter()
-        .map(|t| ((t.app.as_str(), t.cluster.as_str()), t.state))
+        .map(|e| ((e.app.as_str(), e.cluster.as_str(), e.vip), e.state))
         .collect();
-    (0..inventory.targets.len())
-        .map(|t| {
-            let (app, cluster) = inventory.target_labels(t);
-            by_name.get(&(app.as_str(), cluster)).copied()
-        })
+    inventory
+        .endpoint_keys()
+        .into_iter()
+        .map(|(app, cluster, vip)| by_name.get(&(app.as_str(), cluster, vip)).copied())
         .collect()
 }
 
@@ -329,7 +346,10 @@ mod tests {
                 needed: 2
             }
         );
-        assert_eq!(combine(Required::Majority, [Some(Unknown), None]).0, Unknown);
+        assert_eq!(
+            combine(Required::Majority, [Some(Unknown), None]).0,
+            Unknown
+        );
     }
 
     fn inventory() -> Inventory {
@@ -360,15 +380,17 @@ probe = { kind = "tcp", port = 80 }
             instance: instance.to_owned(),
             sequence: 1,
             at: SystemTime::UNIX_EPOCH,
-            targets: vec![
-                ViewTarget {
+            endpoints: vec![
+                ViewEndpoint {
                     app: "tke-demo.cn".into(),
                     cluster: "a".into(),
+                    vip: "127.0.0.1".parse().unwrap(),
                     state: a,
                 },
-                ViewTarget {
+                ViewEndpoint {
                     app: "tke-demo.cn".into(),
                     cluster: "b".into(),
+                    vip: "127.0.0.2".parse().unwrap(),
                     state: b,
                 },
             ],
@@ -391,7 +413,10 @@ probe = { kind = "tcp", port = 80 }
         assert!(peers.fallback());
         assert_eq!(peers.counts(), (1, 2));
         // Both peers see `a` up: our down is outvoted.
-        assert_eq!(peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0), Changed::All);
+        assert_eq!(
+            peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0),
+            Changed::All
+        );
         peers.receive(1, Ok(view("p2", Up, Down)), &inv, t0 + s(2));
         assert_eq!(peers.counts(), (3, 0));
         let (state, votes) = peers.decide(0, Down);
@@ -427,7 +452,7 @@ probe = { kind = "tcp", port = 80 }
     }
 
     #[test]
-    fn a_fresh_peer_reports_only_the_targets_whose_state_moved() {
+    fn a_fresh_peer_reports_only_the_endpoints_whose_state_moved() {
         let inv = inventory();
         let rule = QuorumRule {
             required: Required::Majority,

@@ -283,6 +283,7 @@ impl Validator<'_> {
             }
         }
         let mut peers = Vec::new();
+        let mut seen = HashSet::new();
         for (i, p) in raw.peers.iter().enumerate() {
             let base = p.trim_end_matches('/');
             match reqwest::Url::parse(base) {
@@ -292,7 +293,11 @@ impl Validator<'_> {
                         && u.path() == "/"
                         && u.query().is_none() =>
                 {
-                    peers.push(base.to_owned());
+                    if seen.insert(base.to_ascii_lowercase()) {
+                        peers.push(base.to_owned());
+                    } else {
+                        self.push(at.then("peers").index(i), format!("duplicate peer `{p}`"));
+                    }
                 }
                 _ => self.push(
                     at.then("peers").index(i),
@@ -307,12 +312,6 @@ impl Validator<'_> {
                 at.then("peers"),
                 "needs at least one peer: alone, an instance decides from its own view (leave out [quorum])",
             );
-        }
-        let mut seen = HashSet::new();
-        for (i, p) in peers.iter().enumerate() {
-            if !seen.insert(p.to_ascii_lowercase()) {
-                self.push(at.then("peers").index(i), format!("duplicate peer `{p}`"));
-            }
         }
         let token_file = raw.token_file.as_ref().map(std::path::PathBuf::from);
         if let Some(path) = &token_file {

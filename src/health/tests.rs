@@ -429,7 +429,7 @@ fn a_quorum_combines_post_hysteresis_views_and_says_so() {
     let t = book.peer_view(0, Ok(peer_view("p1", State::Down)), now);
     assert_eq!(t.len(), 1);
     assert_eq!(
-        (t[0].to.clone(), t[0].cause.clone()),
+        (t[0].to, t[0].cause.clone()),
         (State::Down, Cause::Quorum)
     );
     // Our own probe passes once: our view keeps its hysteresis (rise 2), nothing moves.

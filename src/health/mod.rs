@@ -223,6 +223,7 @@ pub async fn run(
         metrics.set_override_active(app, cluster, kind, true);
     }
     let mut series = probe_series(&inventory, &metrics);
+    set_quorum_views(&metrics, book.snapshot());
     let mut last_publish = tokio::time::Instant::now();
     let mut unpublished = false;
     loop {

@@ -428,10 +428,7 @@ fn a_quorum_combines_post_hysteresis_views_and_says_so() {
     // it was the quorum.
     let t = book.peer_view(0, Ok(peer_view("p1", State::Down)), now);
     assert_eq!(t.len(), 1);
-    assert_eq!(
-        (t[0].to, t[0].cause.clone()),
-        (State::Down, Cause::Quorum)
-    );
+    assert_eq!((t[0].to, t[0].cause.clone()), (State::Down, Cause::Quorum));
     // Our own probe passes once: our view keeps its hysteresis (rise 2), nothing moves.
     assert_eq!(book.observe(report(0, true)), None);
     assert_eq!(book.snapshot().endpoints[0].own, State::Down);

@@ -223,7 +223,8 @@ pub async fn run(
         metrics.set_override_active(app, cluster, kind, true);
     }
     let mut series = probe_series(&inventory, &metrics);
-    set_quorum_views(&metrics, book.snapshot());
+    let mut alone = None;
+    set_quorum_views(&metrics, book.snapshot(), &mut alone);
     let mut last_publish = tokio::time::Instant::now();
     let mut unpublished = false;
     loop {
@@ -244,7 +245,7 @@ pub async fn run(
             _ = tokio::time::sleep(stale.unwrap_or(Duration::MAX)), if stale.is_some() => {
                 let transitions = book.refresh_quorum(SystemTime::now());
                 log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
-                set_quorum_views(&metrics, book.snapshot());
+                set_quorum_views(&metrics, book.snapshot(), &mut alone);
                 publish.send_replace(Arc::new(book.snapshot().clone()));
                 last_publish = tokio::time::Instant::now();
                 unpublished = false;
@@ -389,7 +390,7 @@ pub async fn run(
         // refresh the status API's details: they are published at most every
         // PUBLISH_EVERY, so that thousands of endpoints do not copy the snapshot for
         // every batch.
-        set_quorum_views(&metrics, book.snapshot());
+        set_quorum_views(&metrics, book.snapshot(), &mut alone);
         let urgent = book.snapshot().version != version_before
             || book.snapshot().steadiness != steadiness_before
             || !applied.is_empty()
@@ -477,6 +478,9 @@ fn log_transitions(
         let detail = match (&votes, detail.is_empty()) {
             (Some(v), true) if t.cause == Cause::Quorum => v.clone(),
             (Some(v), false) if t.cause == Cause::Quorum => format!("{detail}; {v}"),
+            (None, true) if t.cause == Cause::Quorum => {
+                "no fresh peer view: this instance's own view decides".to_owned()
+            }
             _ => detail.to_owned(),
         };
         tracing::info!(
@@ -493,10 +497,23 @@ fn log_transitions(
 }
 
 /// `gslb_quorum_views{fresh}`: the views counted at the last decision, with `[quorum]`.
-fn set_quorum_views(metrics: &Metrics, snapshot: &HealthSnapshot) {
+/// Logs when the instance starts or stops deciding alone (no fresh peer view).
+fn set_quorum_views(metrics: &Metrics, snapshot: &HealthSnapshot, alone: &mut Option<bool>) {
     if let Some(peers) = &snapshot.quorum {
         let (fresh, stale) = peers.counts();
         metrics.set_quorum_views(fresh, stale);
+        let now_alone = peers.fallback();
+        match (*alone, now_alone) {
+            (Some(false), true) => tracing::warn!(
+                stale,
+                "no fresh peer view: deciding from this instance's own view alone"
+            ),
+            (Some(true), false) | (None, false) => {
+                tracing::info!(fresh, stale, "deciding by quorum of the fresh views")
+            }
+            _ => {}
+        }
+        *alone = Some(now_alone);
     }
 }
 

@@ -72,18 +72,19 @@ impl HealthBook {
         self
     }
 
-    /// Applies the outcome of a read of peer `index`'s view at `now`; returns the
-    /// targets that moved.
+    /// Applies the outcome of a read of peer `index`'s view, `received` then, at `now`;
+    /// returns the targets that moved.
     pub fn peer_view(
         &mut self,
         index: usize,
         result: Result<View, String>,
+        received: SystemTime,
         now: SystemTime,
     ) -> Vec<Transition> {
         let Some(peers) = self.snapshot.quorum.as_mut() else {
             return Vec::new();
         };
-        let changed = peers.receive(index, result, &self.inventory, now);
+        let changed = peers.receive(index, result, &self.inventory, received, now);
         self.decide_again(changed, now)
     }
 

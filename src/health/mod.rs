@@ -319,7 +319,7 @@ pub async fn run(
                     }
                 }
                 HealthInput::PeerView { peer, view, at } => {
-                    let transitions = book.peer_view(peer, view, at);
+                    let transitions = book.peer_view(peer, view, at, SystemTime::now());
                     log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
                 }
                 HealthInput::ClearOverride {

@@ -117,13 +117,16 @@ impl Peers {
         self.counts().0 == 1
     }
 
-    /// Records the outcome of a read of peer `index`'s view at `now`. Returns the
-    /// endpoints whose peer state changed (all of them when which views are fresh did).
+    /// Records the outcome of a read of peer `index`'s view, `received` then, applied at
+    /// `now` (later, when health was busy: freshness is judged at `now`, so a late view
+    /// is not taken for fresher than it is). Returns the endpoints whose peer state
+    /// changed (all of them when which views are fresh did).
     pub fn receive(
         &mut self,
         index: usize,
         result: Result<View, String>,
         inventory: &Inventory,
+        received: SystemTime,
         now: SystemTime,
     ) -> Changed {
         let instance = self.instance.clone();
@@ -134,7 +137,7 @@ impl Peers {
             Ok(view) => {
                 peer.error = None;
                 peer.is_self = view.instance == instance;
-                peer.received = Some(now);
+                peer.received = Some(received);
                 let states = if peer.is_self {
                     Vec::new()
                 } else {
@@ -414,10 +417,10 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(peers.counts(), (1, 2));
         // Both peers see `a` up: our down is outvoted.
         assert_eq!(
-            peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0),
+            peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0, t0),
             Changed::All
         );
-        peers.receive(1, Ok(view("p2", Up, Down)), &inv, t0 + s(2));
+        peers.receive(1, Ok(view("p2", Up, Down)), &inv, t0 + s(2), t0 + s(2));
         assert_eq!(peers.counts(), (3, 0));
         let (state, votes) = peers.decide(0, Down);
         assert_eq!(state, Up);
@@ -441,14 +444,36 @@ probe = { kind = "tcp", port = 80 }
         assert!(peers.fallback());
         assert_eq!(peers.decide(0, Down), (Down, None));
         // A failed read keeps the last view (stale by now) and says why.
-        peers.receive(0, Err("connection refused".into()), &inv, t0 + s(9));
+        peers.receive(
+            0,
+            Err("connection refused".into()),
+            &inv,
+            t0 + s(9),
+            t0 + s(9),
+        );
         assert_eq!(peers.peers[0].error.as_deref(), Some("connection refused"));
         assert!(peers.fallback());
         // A peer answering with our own name is ourselves: never counted.
-        peers.receive(1, Ok(view("me", Up, Up)), &inv, t0 + s(9));
+        peers.receive(1, Ok(view("me", Up, Up)), &inv, t0 + s(9), t0 + s(9));
         assert!(peers.peers[1].is_self);
         assert_eq!(peers.counts(), (1, 1));
         assert_eq!(peers.decide(0, Down), (Down, None));
+    }
+
+    #[test]
+    fn a_view_applied_late_is_judged_by_when_it_was_received() {
+        let inv = inventory();
+        let rule = QuorumRule {
+            required: Required::Majority,
+            fresh_within: std::time::Duration::from_secs(5),
+        };
+        let mut peers = Peers::new("me".into(), rule, &["http://p1".to_owned()]);
+        let t0 = SystemTime::UNIX_EPOCH;
+        let s = std::time::Duration::from_secs;
+        // Received at t0 but only applied 6 s later: already stale.
+        peers.receive(0, Ok(view("p1", Down, Down)), &inv, t0, t0 + s(6));
+        assert!(peers.fallback());
+        assert_eq!(peers.decide(0, Up), (Up, None));
     }
 
     #[test]
@@ -460,9 +485,9 @@ probe = { kind = "tcp", port = 80 }
         };
         let mut peers = Peers::new("me".into(), rule, &["http://p1".to_owned()]);
         let t0 = SystemTime::UNIX_EPOCH;
-        peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0);
+        peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0, t0);
         assert_eq!(
-            peers.receive(0, Ok(view("p1", Up, Down)), &inv, t0),
+            peers.receive(0, Ok(view("p1", Up, Down)), &inv, t0, t0),
             Changed::Some(vec![1])
         );
     }

@@ -166,6 +166,17 @@ async fn an_instance_that_cannot_reach_an_ingress_is_outvoted_and_all_switch_whe
         )),
         "{out}"
     );
+    let (ok, out, _) = gslb_cli(
+        &format!("http://{}", all[2].admin),
+        &["explain", "tke-demo.cn"],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert!(
+        out.contains("up by quorum: 1 of 3 fresh views say down, 2 needed; own view down"),
+        "{out}"
+    );
     let (_, metrics) = all[2].get("/metrics").await;
     assert!(
         metrics.contains("gslb_quorum_views{fresh=\"true\"} 3"),

@@ -71,12 +71,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         sources,
         app_clusters,
         path,
+        quorum,
     } = config;
     let inventory = Arc::new(inventory);
     let metrics = Arc::new(Metrics::new());
     let now = SystemTime::now();
 
+    let instance: Arc<str> = quorum
+        .as_ref()
+        .and_then(|q| q.instance.clone())
+        .unwrap_or_else(host_name)
+        .into();
     let mut book = HealthBook::new(inventory.clone(), now);
+    if let Some(q) = &quorum {
+        book = book.with_quorum(health::quorum::Peers::new(
+            instance.to_string(),
+            q.rule,
+            &q.peers,
+        ));
+        tracing::info!(%instance, peers = q.peers.len(), required = %q.rule.required.as_text(), "deciding by quorum with the peers' views");
+    }
     let state = server.state_file.as_deref().map(|path| {
         let (store, opened) = StateStore::open(path);
         let path = path.display();
@@ -186,7 +200,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             notices: notice_tx,
         },
     ));
-    let probes = probe::spawn_all(&inventory, report_tx.clone(), cancel.child_token())?;
+    let probes = probe::spawn_all(
+        &inventory,
+        server.probe_source,
+        report_tx.clone(),
+        cancel.child_token(),
+    )?;
+    if let Some(q) = &quorum {
+        let token = match &q.token_file {
+            Some(path) => Some(Token::new(&std::fs::read_to_string(path).with_context(
+                || format!("cannot read [quorum] token_file {}", path.display()),
+            )?)),
+            None => None,
+        };
+        crate::quorum::spawn(q, token, report_tx.clone(), &mut tasks, cancel.clone())?;
+    }
     let (inventory_tx, inventory_rx) = mpsc::channel(16);
     let discovery_status = Arc::new(crate::discovery::DiscoveryStatus::default());
     let (base_tx, base_rx) = watch::channel(Arc::new(crate::discovery::Base {
@@ -211,6 +239,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ReloadTargets {
             server: server.clone(),
             sources: sources.clone(),
+            quorum,
             inventories: inventory_tx,
             base: base_tx,
             metrics: metrics.clone(),
@@ -220,6 +249,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (discovered_tx, discovered_rx) = watch::channel(sources.is_empty());
     tasks.spawn(apply_inventories(
         inventory.clone(),
+        server.probe_source,
         probes,
         inventory_rx,
         report_tx,
@@ -246,6 +276,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         dns_addrs: dns.local_addrs.clone(),
         discovery: discovery_status,
         reload: reload_tx.clone(),
+        instance,
     };
     let admin_cancel = cancel.clone();
     tasks.spawn(async move {
@@ -312,6 +343,7 @@ impl Running {
 /// knows by names), then, if the probed endpoints changed, the probes are replaced.
 async fn apply_inventories(
     mut current: Arc<Inventory>,
+    probe_source: Option<std::net::IpAddr>,
     mut probes: JoinSet<()>,
     mut next: mpsc::Receiver<Inventory>,
     health: mpsc::Sender<health::HealthInput>,
@@ -356,7 +388,12 @@ async fn apply_inventories(
         if !same_endpoints {
             probe_cancel.cancel();
             probe_cancel = cancel.child_token();
-            match probe::spawn_all(&inventory, health.clone(), probe_cancel.clone()) {
+            match probe::spawn_all(
+                &inventory,
+                probe_source,
+                health.clone(),
+                probe_cancel.clone(),
+            ) {
                 Ok(set) => probes = set,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the probes of the new inventory")
@@ -524,6 +561,15 @@ async fn latch_ready(
     tracing::info!("ready");
 }
 
+/// This host's name, the default instance name in views (a pod's name in Kubernetes).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gslb".to_owned())
+}
+
 /// Where the planner publishes new zone serials besides the table.
 struct Publish {
     state: Option<Arc<StateStore>>,
@@ -593,6 +639,7 @@ pub async fn request_reload(tx: &mpsc::Sender<ReloadRequest>) -> Result<String, 
 struct ReloadTargets {
     server: crate::config::Server,
     sources: Vec<crate::config::Source>,
+    quorum: Option<crate::config::Quorum>,
     /// Without sources, the new static inventory is applied directly.
     inventories: mpsc::Sender<Inventory>,
     /// With sources, discovery merges its views with the new static config.
@@ -638,6 +685,9 @@ async fn reload_once(path: &std::path::Path, targets: &ReloadTargets) -> Result<
     }
     if config.sources != targets.sources {
         notes.push("[[source]] changes need a restart and were not applied".to_owned());
+    }
+    if config.quorum != targets.quorum {
+        notes.push("[quorum] changes need a restart and were not applied".to_owned());
     }
     let summary = format!(
         "{} zones, {} clusters, {} apps{}",

@@ -46,7 +46,45 @@ pub struct StandIn {
     status: Arc<AtomicU16>,
     /// When above 0, every n-th request is answered 503 (a flapping backend).
     fail_every: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections from these addresses are reset as soon as they are accepted: the
+    /// ingress is unreachable from there only (one prober's network trouble).
+    refused: Arc<std::sync::RwLock<std::collections::HashSet<IpAddr>>>,
     task: Option<JoinHandle<()>>,
+}
+
+/// A listener that resets, at once, connections from the refused addresses.
+struct Refusing {
+    inner: TcpListener,
+    refused: Arc<std::sync::RwLock<std::collections::HashSet<IpAddr>>>,
+}
+
+impl axum::serve::Listener for Refusing {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, peer)) = self.inner.accept().await else {
+                // Out of descriptors or the like: try again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let refused = self
+                .refused
+                .read()
+                .map(|r| r.contains(&peer.ip()))
+                .unwrap_or(false);
+            if refused {
+                let _ = stream.set_zero_linger();
+                continue; // dropped: the client sees a reset
+            }
+            return (stream, peer);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 impl StandIn {
@@ -61,6 +99,7 @@ impl StandIn {
             name: name.to_owned(),
             status: Arc::new(AtomicU16::new(200)),
             fail_every: Arc::default(),
+            refused: Arc::default(),
             task: None,
         };
         s.resume().await?;
@@ -112,6 +151,10 @@ impl StandIn {
             let body = format!("stand-in ingress of {name}, host={host}\n");
             async move { (code, body) }
         });
+        let listener = Refusing {
+            inner: listener,
+            refused: self.refused.clone(),
+        };
         self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         }));
@@ -121,6 +164,18 @@ impl StandIn {
     /// Answers every request with `code` from now on (e.g. 503 for a broken backend).
     pub fn set_status(&self, code: u16) {
         self.status.store(code, Ordering::Relaxed);
+    }
+
+    /// Resets every connection from `client` from now on (`refuse`), or serves it again:
+    /// the ingress is unreachable from that address only.
+    pub fn refuse_from(&self, client: IpAddr, refuse: bool) {
+        if let Ok(mut r) = self.refused.write() {
+            if refuse {
+                r.insert(client);
+            } else {
+                r.remove(&client);
+            }
+        }
     }
 
     /// Answers every `n`-th request with 503 from now on (0: none), a backend that flaps.

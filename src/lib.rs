@@ -24,7 +24,10 @@
 //! - [`dns`] is the hickory-server handler: it reads the current table and never waits on
 //!   probes, locks, or the disk. It also serves zone transfers (AXFR, IXFR, TSIG) to
 //!   secondaries and sends them NOTIFY on each new serial (gslb as a hidden primary).
-//! - [`admin`] serves metrics, liveness, readiness and the status API.
+//! - [`admin`] serves metrics, liveness, readiness and the status API, and this
+//!   instance's view (`/api/v1/view`) for its peers.
+//! - [`quorum`] reads the peers' views (`[quorum]`) and hands them to health, which
+//!   decides a target down only when a quorum of the fresh views agree.
 //! - [`redact`] says what went wrong without quoting credentials from kube errors.
 //! - [`app`] is the only place that wires them together; [`demo`] runs it all on loopback.
 
@@ -41,6 +44,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod quorum;
 pub mod redact;
 pub mod rfc3339;
 pub mod state;

@@ -38,6 +38,7 @@ pub const TRANSFER_RESULTS: [&str; 5] = ["full", "incremental", "current", "refu
 /// What became of a NOTIFY (`gslb_notify_total`): each datagram `sent`, then per
 /// secondary and serial `answered` or, after the last try, `failed`.
 pub const NOTIFY_RESULTS: [&str; 3] = ["sent", "answered", "failed"];
+pub const QUORUM_VIEWS: &str = "gslb_quorum_views";
 
 /// Query types counted by name; everything else is `other`.
 pub const QTYPES: [&str; 16] = [
@@ -74,6 +75,7 @@ pub struct Metrics {
     zone_serial: IntGaugeVec,
     zone_transfers: IntCounterVec,
     notifies: IntCounterVec,
+    quorum_views: IntGaugeVec,
     dns_cells: Box<[OnceLock<IntCounter>]>,
 }
 
@@ -205,6 +207,14 @@ impl Metrics {
             &["action"],
         )
         .unwrap();
+        let quorum_views = IntGaugeVec::new(
+            Opts::new(
+                QUORUM_VIEWS,
+                "With [quorum]: views counted in health decisions (fresh=\"true\", this instance's own included) and peers' views ignored as stale or never read (fresh=\"false\").",
+            ),
+            &["fresh"],
+        )
+        .unwrap();
         let tcp_refused = prometheus::IntCounter::new(
             TCP_REFUSED,
             "DNS TCP connections closed on accept because tcp_max_connections were open.",
@@ -271,6 +281,7 @@ impl Metrics {
             Box::new(zone_serial.clone()),
             Box::new(zone_transfers.clone()),
             Box::new(notifies.clone()),
+            Box::new(quorum_views.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -294,6 +305,7 @@ impl Metrics {
             zone_serial,
             zone_transfers,
             notifies,
+            quorum_views,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -376,6 +388,15 @@ impl Metrics {
     }
 
     /// Counts a TCP connection closed at the connection cap.
+    /// `gslb_quorum_views`: fresh views (ours included) and stale peer views.
+    pub fn set_quorum_views(&self, fresh: usize, stale: usize) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.quorum_views.with_label_values(&["true"]).set(n(fresh));
+        self.quorum_views
+            .with_label_values(&["false"])
+            .set(n(stale));
+    }
+
     pub fn count_tcp_refused(&self) {
         self.tcp_refused.inc();
     }

@@ -362,3 +362,43 @@ impl Inventory {
         )
     }
 }
+
+/// How many of the fresh views must say a target is down for it to count as down, with
+/// several gslb instances (`[quorum] required`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    /// More than half of the views that have a say.
+    Majority,
+    /// At least this many views (all of them when fewer have a say).
+    AtLeast(u32),
+    /// At least this share of the views, in percent (1–100), rounded up, at least one.
+    Percent(u8),
+}
+
+impl Required {
+    /// Down views needed among `views` views that have a say (Up or Down); `views` ≥ 1.
+    pub fn needed(self, views: u32) -> u32 {
+        match self {
+            Required::Majority => views / 2 + 1,
+            Required::AtLeast(n) => n.clamp(1, views.max(1)),
+            Required::Percent(p) => (views * u32::from(p)).div_ceil(100).max(1),
+        }
+    }
+
+    /// As written in the config: `majority`, `2`, `60%`.
+    pub fn as_text(self) -> String {
+        match self {
+            Required::Majority => "majority".to_owned(),
+            Required::AtLeast(n) => n.to_string(),
+            Required::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
+/// How views of several instances combine into a decision (`[quorum]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumRule {
+    pub required: Required,
+    /// A peer's view last received longer ago than this is ignored.
+    pub fresh_within: std::time::Duration,
+}

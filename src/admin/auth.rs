@@ -22,6 +22,11 @@ impl Token {
     pub fn new(s: &str) -> Self {
         Self(s.trim().to_owned())
     }
+
+    /// The secret itself, to send it (to a peer, `[quorum] token_file`); never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Token {
@@ -63,6 +68,22 @@ impl Mutations {
                 "mutating calls are disabled: the admin API listens beyond loopback and no admin_token_file is set".to_owned(),
             )),
             Mutations::Token(token) => token.check(headers),
+        }
+    }
+}
+
+impl Mutations {
+    /// Checks a read of this instance's view (`/api/v1/view`): it needs the token
+    /// whenever one is configured, with or without `admin_protect_reads`, since peers
+    /// act on it.
+    ///
+    /// # Errors
+    ///
+    /// The status and message to answer with.
+    pub fn authorize_view(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        match self {
+            Mutations::Token(token) => token.check(headers),
+            Mutations::OpenOnLoopback | Mutations::Disabled => Ok(()),
         }
     }
 }

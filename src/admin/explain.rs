@@ -167,16 +167,33 @@ fn explain_app(
                 .map(|(e, h)| VipExplanation {
                     vip: e.vip.to_string(),
                     state: h.state.as_str().to_owned(),
-                    progress: match h.state {
-                        Health::Up => format!(
-                            "{} of {} failures needed to go down",
-                            h.streak, spec.probe.fall
-                        ),
-                        Health::Down => format!(
-                            "{} of {} passes needed to come back",
-                            h.streak, spec.probe.rise
-                        ),
-                        Health::Unknown => "no probe result yet: answered as up".to_owned(),
+                    // The streak belongs to this instance's own view; with [quorum] the
+                    // state may be the peers' decision.
+                    progress: {
+                        let own = match h.own {
+                            Health::Up => format!(
+                                "{} of {} failures needed to go down",
+                                h.streak, spec.probe.fall
+                            ),
+                            Health::Down => format!(
+                                "{} of {} passes needed to come back",
+                                h.streak, spec.probe.rise
+                            ),
+                            Health::Unknown => {
+                                "no probe result yet: answered as up".to_owned()
+                            }
+                        };
+                        match h.votes {
+                            Some(v) => format!(
+                                "{} by quorum: {} of {} fresh views say down, {} needed; own view {}: {own}",
+                                h.state.as_str(),
+                                v.down,
+                                v.views,
+                                v.needed,
+                                h.own.as_str()
+                            ),
+                            None => own,
+                        }
                     },
                     last_probe: h.last.as_ref().map(|p| {
                         format!(

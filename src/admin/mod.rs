@@ -14,6 +14,7 @@
 //! | `POST /api/v1/drills` | record a drill's timeline (token) |
 //! | `GET /api/v1/drills/plan?cluster=X` | what each app would answer if X failed |
 //! | `POST /api/v1/reload` | reload the config file, like SIGHUP (token) |
+//! | `GET /api/v1/view` | this instance's own view of every target, for its `[quorum]` peers (token, whenever one is configured) |
 //!
 //! Mutating calls are authorized by [`auth`], and so are reads with
 //! `admin_protect_reads` (all but `/healthz` and `/readyz`, before anything else is
@@ -74,6 +75,8 @@ pub struct AdminState {
     pub discovery: Arc<crate::discovery::DiscoveryStatus>,
     /// Reload requests (`POST /api/v1/reload`).
     pub reload: mpsc::Sender<crate::app::ReloadRequest>,
+    /// This instance's name in its view (`[quorum] instance`, else the host name).
+    pub instance: Arc<str>,
 }
 
 /// The admin routes.
@@ -93,6 +96,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/drills", get(drills::list).post(drills::record))
         .route("/api/v1/drills/plan", get(drills::plan))
         .route("/api/v1/reload", axum::routing::post(reload))
+        .route("/api/v1/view", get(view))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(refuse_large_bodies))
         .layer(middleware::from_fn_with_state(
@@ -266,6 +270,34 @@ async fn reload(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> 
         Ok(summary) => Json(serde_json::json!({ "reloaded": summary })).into_response(),
         Err(problems) => error(StatusCode::UNPROCESSABLE_ENTITY, problems),
     }
+}
+
+/// This instance's view: each endpoint's state by its own probes, after its own rise/fall,
+/// without overrides or the quorum's decision (see [`crate::health::quorum`]).
+async fn view(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<crate::health::quorum::View>, (StatusCode, String)> {
+    s.mutations.authorize_view(&headers)?;
+    let health = s.health.borrow().clone();
+    let inventory = &health.inventory;
+    let endpoints = (inventory.endpoint_keys().into_iter())
+        .zip(&health.endpoints)
+        .map(
+            |((app, cluster, vip), h)| crate::health::quorum::ViewEndpoint {
+                app,
+                cluster: cluster.to_owned(),
+                vip,
+                state: h.own,
+            },
+        )
+        .collect();
+    Ok(Json(crate::health::quorum::View {
+        instance: s.instance.to_string(),
+        sequence: health.version,
+        at: std::time::SystemTime::now(),
+        endpoints,
+    }))
 }
 
 async fn status(State(s): State<AdminState>) -> impl IntoResponse {

@@ -26,6 +26,43 @@ pub struct StatusReport {
     #[serde(default)]
     pub sources: Vec<crate::discovery::SourceState>,
     pub apps: Vec<AppStatus>,
+    /// With `[quorum]`: the peers' views and whether any is fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+}
+
+/// The quorum part of the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    /// This instance's name in its view.
+    pub instance: String,
+    /// `[quorum] required` as configured: `majority`, a count, or a share.
+    pub required: String,
+    pub fresh_within_ms: u64,
+    /// Fresh views counted in decisions, this instance's own included.
+    pub fresh_views: usize,
+    /// Peers whose view is stale or was never read.
+    pub stale_views: usize,
+    /// True while no peer's view is fresh: this instance decides from its own view alone.
+    pub fallback: bool,
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub url: String,
+    /// The instance name in its last view.
+    pub instance: Option<String>,
+    pub fresh: bool,
+    /// The URL serves this very instance (it is ignored).
+    #[serde(default)]
+    pub is_self: bool,
+    /// RFC 3339 time its last view was received (our clock).
+    pub last_view: Option<String>,
+    /// The `sequence` of its last view.
+    pub sequence: Option<u64>,
+    /// Why the last read failed, if it did.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +75,10 @@ pub struct TargetStatus {
     /// What the probes alone say (differs from `state` under an override).
     #[serde(default)]
     pub probed: String,
+    /// What this instance's own probes alone say (after its rise/fall). Equal to
+    /// `probed` without `[quorum]`.
+    #[serde(default)]
+    pub own: String,
     /// The override holding the target out of answers, if any.
     #[serde(default, rename = "override")]
     pub overridden: Option<Override>,
@@ -54,6 +95,13 @@ pub struct VipStatus {
     pub vip: String,
     pub state: String,
     pub since: String,
+    /// What this instance's own probes say (its view, after its rise/fall); `state` is
+    /// the quorum's decision with `[quorum]`, else the same.
+    #[serde(default)]
+    pub own: String,
+    /// With `[quorum]` and a fresh peer view: the votes that decided `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<crate::health::quorum::Votes>,
     /// Consecutive results so far towards the next state change.
     #[serde(default)]
     pub streak: u32,
@@ -118,6 +166,7 @@ pub fn report(
                 region: cluster.region.clone(),
                 state: th.state.as_str().to_owned(),
                 probed: th.probed.as_str().to_owned(),
+                own: th.own.as_str().to_owned(),
                 overridden: th.overridden.clone(),
                 workload: t.workload.as_ref().map(|w| {
                     format!(
@@ -134,6 +183,8 @@ pub fn report(
                         vip: e.vip.to_string(),
                         state: h.state.as_str().to_owned(),
                         since: time(h.since),
+                        own: h.own.as_str().to_owned(),
+                        votes: h.votes,
                         streak: h.streak,
                         last_probe: h.last.as_ref().map(|p| ProbeStatus {
                             result: p.outcome.as_str().to_owned(),
@@ -175,6 +226,30 @@ pub fn report(
         overrides: health.overrides.clone(),
         sources: Vec::new(),
         apps,
+        quorum: health.quorum.as_ref().map(|q| {
+            let (fresh_views, stale_views) = q.counts();
+            QuorumStatus {
+                instance: q.instance.clone(),
+                required: q.rule.required.as_text(),
+                fresh_within_ms: u64::try_from(q.rule.fresh_within.as_millis()).unwrap_or(u64::MAX),
+                fresh_views,
+                stale_views,
+                fallback: q.fallback(),
+                peers: q
+                    .peers
+                    .iter()
+                    .map(|p| PeerStatus {
+                        url: p.url.clone(),
+                        instance: p.view.as_ref().map(|v| v.instance.clone()),
+                        fresh: p.fresh,
+                        is_self: p.is_self,
+                        last_view: p.received.map(time),
+                        sequence: p.view.as_ref().map(|v| v.sequence),
+                        error: p.error.clone(),
+                    })
+                    .collect(),
+            }
+        }),
     }
 }
 
@@ -209,6 +284,45 @@ pub fn render(report: &StatusReport) -> String {
                 .map(|e| format!(", error: {e}"))
                 .unwrap_or_default(),
         );
+    }
+    if let Some(q) = &report.quorum {
+        let _ = writeln!(
+            out,
+            "quorum as {}: {} fresh view{} (this one included), {} stale; down needs {} of them{}",
+            q.instance,
+            q.fresh_views,
+            if q.fresh_views == 1 { "" } else { "s" },
+            q.stale_views,
+            q.required,
+            if q.fallback {
+                "; NO FRESH PEER VIEW: deciding from this instance's own view alone"
+            } else {
+                ""
+            }
+        );
+        for p in &q.peers {
+            let what = if p.is_self {
+                "this instance (ignored)".to_owned()
+            } else if p.fresh {
+                "fresh".to_owned()
+            } else {
+                "STALE".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "  peer {} ({}): {what}{}{}",
+                p.url,
+                p.instance.as_deref().unwrap_or("?"),
+                p.last_view
+                    .as_ref()
+                    .map(|t| format!(", last view {t}"))
+                    .unwrap_or_default(),
+                p.error
+                    .as_ref()
+                    .map(|e| format!(", error: {e}"))
+                    .unwrap_or_default(),
+            );
+        }
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -263,6 +377,24 @@ pub fn render(report: &StatusReport) -> String {
             if a.fail_open { "YES" } else { "no" },
             format!("{}s", a.ttl)
         );
+    }
+    // Targets on which the quorum and this instance's own probes disagree.
+    let outvoted: Vec<(&TargetStatus, &VipStatus, crate::health::quorum::Votes)> = report
+        .targets
+        .iter()
+        .flat_map(|t| t.vips.iter().map(move |v| (t, v)))
+        .filter_map(|(t, v)| Some((t, v, v.votes.filter(|_| v.own != v.state)?)))
+        .collect();
+    if !outvoted.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "QUORUM DIFFERS FROM OWN VIEW");
+        for (t, v, votes) in outvoted {
+            let _ = writeln!(
+                out,
+                "  {} {} {}: {} by quorum ({} of {} fresh views say down, {} needed); own view {}",
+                t.app, t.cluster, v.vip, v.state, votes.down, votes.views, votes.needed, v.own
+            );
+        }
     }
     // Only adaptive TTLs that are not at rest need a reason here; `--json` and explain
     // give every one.

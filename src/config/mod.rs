@@ -41,6 +41,20 @@ pub struct Config {
     pub app_clusters: Vec<Option<Vec<String>>>,
     /// The file it was read from (for reloads), if any.
     pub path: Option<std::path::PathBuf>,
+    /// `[quorum]`: the peers whose views are combined with ours; `None` decides alone.
+    pub quorum: Option<Quorum>,
+}
+
+/// A validated `[quorum]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    /// As configured; `None`: the host name.
+    pub instance: Option<String>,
+    /// Base URLs of the peers' admin APIs, without a trailing slash.
+    pub peers: Vec<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub rule: crate::model::QuorumRule,
+    pub poll_interval: Duration,
 }
 
 /// A validated `[[source]]`.
@@ -84,6 +98,8 @@ pub struct Server {
     pub state_file: Option<std::path::PathBuf>,
     pub shutdown_delay: Duration,
     pub rate_limit: crate::dns::rrl::RrlConfig,
+    /// The local address probes connect from, for VIPs of its family.
+    pub probe_source: Option<std::net::IpAddr>,
 }
 
 /// Everything wrong with a config file.
@@ -198,10 +214,15 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "cluster" => sections.clusters = deserialize_list(value, "cluster", &mut problems),
             "app" => sections.apps = deserialize_list(value, "app", &mut problems),
             "source" => sections.sources = deserialize_list(value, "source", &mut problems),
+            "quorum" => {
+                let quorum = deserialize_at(value, KeyPath::key("quorum"), &mut problems);
+                sections.quorum_failed = quorum.is_none();
+                sections.quorum = quorum;
+            }
             other => problems.push(PathProblem::new(
                 KeyPath::key(other),
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`"
+                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`, `quorum`"
                 ),
             )),
         }
@@ -232,6 +253,9 @@ pub(crate) struct Sections {
     pub clusters: Vec<Option<raw::RawCluster>>,
     pub apps: Vec<Option<raw::RawApp>>,
     pub sources: Vec<Option<raw::RawSource>>,
+    pub quorum: Option<raw::RawQuorum>,
+    /// `[quorum]` was written but did not deserialize (already reported).
+    pub quorum_failed: bool,
 }
 
 fn deserialize_list<T: DeserializeOwned>(

@@ -35,6 +35,36 @@ pub struct RawServer {
     /// `[server.rate_limit]`: response rate limiting over UDP.
     #[serde(default)]
     pub rate_limit: RawRateLimit,
+    /// The local address probes connect from (a VIP of the other family uses the
+    /// system's choice); default: the system's choice.
+    pub probe_source: Option<String>,
+}
+
+/// `[quorum]`: several gslb instances that decide together whether a target is down.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuorum {
+    /// This instance's name in its view; default: the host name.
+    pub instance: Option<String>,
+    /// The peers' admin API base URLs, e.g. `http://10.0.0.2:19153`.
+    pub peers: Vec<String>,
+    /// File holding the bearer token sent to the peers' admin APIs.
+    pub token_file: Option<String>,
+    /// `"majority"` (default), a number of views, or a share such as `"60%"`.
+    pub required: Option<toml::Value>,
+    /// A view received longer ago than this is ignored.
+    #[serde(default = "default_fresh_within")]
+    pub fresh_within: String,
+    /// How often each peer's view is read.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: String,
+}
+
+fn default_fresh_within() -> String {
+    "3s".to_owned()
+}
+fn default_poll_interval() -> String {
+    "500ms".to_owned()
 }
 
 /// `[server.rate_limit]`.
@@ -90,6 +120,7 @@ impl Default for RawServer {
             state_file: None,
             shutdown_delay: default_shutdown_delay(),
             rate_limit: RawRateLimit::default(),
+            probe_source: None,
         }
     }
 }

@@ -437,3 +437,86 @@ tsig_key_name = "gslb-xfr""#,
     );
     assert!(p.iter().any(|p| p.key == "zone[0].tsig_key_file"), "{p:?}");
 }
+
+#[test]
+fn a_quorum_section_is_read_with_its_defaults() {
+    let c = parse(
+        &format!("{CONTRACT}\n[quorum]\npeers = [\"http://10.0.0.2:19153/\", \"http://gslb-2.example:19153\"]\n"),
+        "t",
+    )
+    .unwrap();
+    let q = c.quorum.unwrap();
+    assert_eq!(
+        q.peers,
+        ["http://10.0.0.2:19153", "http://gslb-2.example:19153"]
+    );
+    assert_eq!(q.instance, None);
+    assert_eq!(q.rule.required, crate::model::Required::Majority);
+    assert_eq!(q.rule.fresh_within, Duration::from_secs(3));
+    assert_eq!(q.poll_interval, Duration::from_millis(500));
+    assert!(parse(CONTRACT, "t").unwrap().quorum.is_none());
+    let with = |required: &str| {
+        parse(
+            &format!("{CONTRACT}\n[quorum]\npeers = [\"http://a:1\", \"http://b:1\"]\nrequired = {required}\n"),
+            "t",
+        )
+        .map(|c| c.quorum.unwrap().rule.required)
+    };
+    assert_eq!(with("2"), Ok(crate::model::Required::AtLeast(2)));
+    assert_eq!(with("\"60%\""), Ok(crate::model::Required::Percent(60)));
+    assert_eq!(with("\"majority\""), Ok(crate::model::Required::Majority));
+    for bad in ["0", "4", "\"0%\"", "\"101%\"", "\"most\"", "1.5"] {
+        let p = with(bad).unwrap_err().problems;
+        assert_eq!(p[0].key, "quorum.required", "{bad}: {p:?}");
+        assert!(p[0].message.contains("from 1 to 3"), "{}", p[0].message);
+    }
+}
+
+#[test]
+fn bad_quorum_keys_are_all_reported_with_their_lines() {
+    let text = format!(
+        "{CONTRACT}\n[quorum]\ninstance = \"has space\"\npeers = [\"10.0.0.2:19153\", \"http://a:1/api\", \"http://b:1\", \"http://b:1\"]\nfresh_within = \"500ms\"\npoll_interval = \"500ms\"\ntoken_file = \"/nonexistent/token\"\n"
+    );
+    let p = problems(&text);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "quorum.instance",
+            "quorum.peers[0]",
+            "quorum.peers[1]",
+            "quorum.peers[3]",
+            "quorum.fresh_within",
+            "quorum.token_file"
+        ],
+        "{p:?}"
+    );
+    assert!(p.iter().all(|p| p.line.is_some()), "{p:?}");
+    assert!(
+        p[4].message.contains("at least twice poll_interval"),
+        "{}",
+        p[4].message
+    );
+    let p = problems(&format!("{CONTRACT}\n[quorum]\npeers = []\n"));
+    assert_eq!(p[0].key, "quorum.peers");
+    let p = problems(&format!(
+        "{CONTRACT}\n[quorum]\npeers = [\"http://a:1\"]\npeer = 1\n"
+    ));
+    assert_eq!(p[0].key, "quorum.peer");
+}
+
+#[test]
+fn a_probe_source_must_be_an_address() {
+    let with = |v: &str| {
+        CONTRACT.replace(
+            "admin_listen = \"127.0.0.1:19153\"",
+            &format!("admin_listen = \"127.0.0.1:19153\"\nprobe_source = \"{v}\""),
+        )
+    };
+    assert_eq!(
+        parse(&with("127.0.0.3"), "t").unwrap().server.probe_source,
+        Some("127.0.0.3".parse().unwrap())
+    );
+    let p = problems(&with("127.0.0.3:80"));
+    assert_eq!(p[0].key, "server.probe_source");
+}

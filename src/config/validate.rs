@@ -9,11 +9,11 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData};
 
-use super::raw::{RawApp, RawCluster, RawProbe, RawRecord, RawServer, RawZone};
-use super::{Config, KeyPath, PathProblem, Sections, Server};
+use super::raw::{RawApp, RawCluster, RawProbe, RawQuorum, RawRecord, RawServer, RawZone};
+use super::{Config, KeyPath, PathProblem, Quorum, Sections, Server};
 use crate::model::{
-    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, StaticRecord, Transfer,
-    TsigKey, Zone,
+    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule, Required,
+    StaticRecord, Transfer, TsigKey, Zone,
 };
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
@@ -21,6 +21,8 @@ use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 const MAX_TTL: u32 = 86_400;
 /// Shortest probe interval: faster probing buys little and loads ingresses.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Shortest interval between two reads of a peer's view.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Shortest recheck interval: a failing ingress is not hammered.
 const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -48,6 +50,7 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         "source",
     );
     let server = v.server(&sections.server.unwrap_or_default());
+    let quorum = sections.quorum.as_ref().map(|q| v.quorum(q));
 
     let mut zones = Vec::new();
     for (i, zone) in sections.zones.iter().enumerate() {
@@ -106,7 +109,7 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         && zones.iter().all(Option::is_some)
         && clusters.iter().all(Option::is_some)
         && apps.iter().all(Option::is_some);
-    if !all_parsed || !v.problems.is_empty() {
+    if !all_parsed || sections.quorum_failed || !v.problems.is_empty() {
         return None;
     }
     let app_clusters = sections
@@ -125,6 +128,10 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         sources: sources.into_iter().flatten().collect(),
         app_clusters,
         path: None,
+        quorum: match quorum {
+            Some(q) => Some(q?),
+            None => None,
+        },
     })
 }
 
@@ -224,6 +231,14 @@ impl Validator<'_> {
             }
         }
         let shutdown_delay = self.parse(at.then("shutdown_delay"), duration(&raw.shutdown_delay));
+        let probe_source = raw.probe_source.as_ref().and_then(|s| {
+            self.parse(
+                at.then("probe_source"),
+                s.parse::<IpAddr>().map_err(|_| {
+                    format!("`{s}` is not an IPv4 or IPv6 address (no port), such as 10.0.0.5")
+                }),
+            )
+        });
         let rl = &raw.rate_limit;
         if rl.ipv4_prefix > 32 {
             self.push(at.then("rate_limit").then("ipv4_prefix"), "must be 0 to 32");
@@ -249,6 +264,112 @@ impl Validator<'_> {
             admin_token_file,
             admin_protect_reads: raw.admin_protect_reads,
             state_file,
+            probe_source,
+        })
+    }
+
+    fn quorum(&mut self, raw: &RawQuorum) -> Option<Quorum> {
+        let at = KeyPath::key("quorum");
+        if let Some(name) = &raw.instance {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if !ok {
+                self.push(
+                    at.then("instance"),
+                    format!("`{name}` must be 1 to 253 letters, digits, `-`, `.` or `_`"),
+                );
+            }
+        }
+        let mut peers = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, p) in raw.peers.iter().enumerate() {
+            let base = p.trim_end_matches('/');
+            match reqwest::Url::parse(base) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && u.query().is_none() =>
+                {
+                    if seen.insert(base.to_ascii_lowercase()) {
+                        peers.push(base.to_owned());
+                    } else {
+                        self.push(at.then("peers").index(i), format!("duplicate peer `{p}`"));
+                    }
+                }
+                _ => self.push(
+                    at.then("peers").index(i),
+                    format!(
+                        "`{p}` is not the base URL of a peer's admin API, such as http://10.0.0.2:19153"
+                    ),
+                ),
+            }
+        }
+        if raw.peers.is_empty() {
+            self.push(
+                at.then("peers"),
+                "needs at least one peer: alone, an instance decides from its own view (leave out [quorum])",
+            );
+        }
+        let token_file = raw.token_file.as_ref().map(std::path::PathBuf::from);
+        if let Some(path) = &token_file {
+            match std::fs::read_to_string(path) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => self.push(
+                    at.then("token_file"),
+                    format!(
+                        "the token in {} must be at least 16 characters",
+                        path.display()
+                    ),
+                ),
+                Err(e) => self.push(
+                    at.then("token_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+            }
+        }
+        let required = match &raw.required {
+            None => Some(Required::Majority),
+            Some(value) => {
+                let r = required(value, raw.peers.len() + 1);
+                self.parse(at.then("required"), r)
+            }
+        };
+        let fresh_within = self.parse(at.then("fresh_within"), duration(&raw.fresh_within));
+        let poll_interval = self.parse(at.then("poll_interval"), duration(&raw.poll_interval));
+        if poll_interval.is_some_and(|p| p < MIN_POLL_INTERVAL) {
+            self.push(
+                at.then("poll_interval"),
+                format!(
+                    "must be at least {}",
+                    humantime::format_duration(MIN_POLL_INTERVAL)
+                ),
+            );
+        }
+        if let (Some(f), Some(p)) = (fresh_within, poll_interval) {
+            if f < p * 2 {
+                self.push(
+                    at.then("fresh_within"),
+                    format!(
+                        "{} must be at least twice poll_interval ({}), or one late answer would make a live peer's view stale",
+                        humantime::format_duration(f),
+                        humantime::format_duration(p)
+                    ),
+                );
+            }
+        }
+        Some(Quorum {
+            instance: raw.instance.clone(),
+            peers,
+            token_file,
+            rule: QuorumRule {
+                required: required?,
+                fresh_within: fresh_within?,
+            },
+            poll_interval: poll_interval?,
         })
     }
 
@@ -721,6 +842,28 @@ fn tsig_secret(path: &str) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(secret)
+}
+
+/// `required` of `[quorum]`: `"majority"`, a number of views from 1 to `instances`, or
+/// a percentage from 1% to 100%.
+fn required(value: &toml::Value, instances: usize) -> Result<Required, String> {
+    let wrong = || {
+        format!(
+            "must be \"majority\", a number of views from 1 to {instances} (the peers and this instance), or a share such as \"60%\""
+        )
+    };
+    match value {
+        toml::Value::Integer(n) => match u32::try_from(*n) {
+            Ok(n) if n >= 1 && (n as usize) <= instances => Ok(Required::AtLeast(n)),
+            _ => Err(wrong()),
+        },
+        toml::Value::String(s) if s == "majority" => Ok(Required::Majority),
+        toml::Value::String(s) => match s.strip_suffix('%').map(str::parse::<u8>) {
+            Some(Ok(p)) if (1..=100).contains(&p) => Ok(Required::Percent(p)),
+            _ => Err(wrong()),
+        },
+        _ => Err(wrong()),
+    }
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::overrides::{Override, OverrideError};
+use super::quorum::{Changed, Peers, View};
 use super::{HealthSnapshot, Machine, Outcome, ProbeReport, State, target_state};
 use crate::model::{HealthFrom, Inventory};
 
@@ -20,6 +21,9 @@ pub enum Cause {
     Restored,
     /// Discovery changed what is known (workload readiness, VIPs, clusters).
     Discovery,
+    /// A quorum of the fresh views (ours and the peers') decided, or which views are
+    /// fresh changed.
+    Quorum,
 }
 
 impl Cause {
@@ -30,6 +34,7 @@ impl Cause {
             Cause::OverrideLifted => "override lifted",
             Cause::Restored => "restored",
             Cause::Discovery => "discovery",
+            Cause::Quorum => "quorum",
         }
     }
 }
@@ -61,6 +66,65 @@ impl HealthBook {
         }
     }
 
+    /// Decides with the views of `peers` from now on (`[quorum]`).
+    pub fn with_quorum(mut self, peers: Peers) -> Self {
+        self.snapshot.quorum = Some(peers);
+        self
+    }
+
+    /// Applies the outcome of a read of peer `index`'s view, `received` then, at `now`;
+    /// returns the targets that moved.
+    pub fn peer_view(
+        &mut self,
+        index: usize,
+        result: Result<View, String>,
+        received: SystemTime,
+        now: SystemTime,
+    ) -> Vec<Transition> {
+        let Some(peers) = self.snapshot.quorum.as_mut() else {
+            return Vec::new();
+        };
+        let changed = peers.receive(index, result, &self.inventory, received, now);
+        self.decide_again(changed, now)
+    }
+
+    /// Re-judges which peer views are fresh at `now` (one may have turned stale).
+    pub fn refresh_quorum(&mut self, now: SystemTime) -> Vec<Transition> {
+        let Some(peers) = self.snapshot.quorum.as_mut() else {
+            return Vec::new();
+        };
+        let changed = peers.refresh(now);
+        self.decide_again(changed, now)
+    }
+
+    /// When a fresh peer view turns stale next, if any is fresh.
+    pub fn next_stale(&self) -> Option<SystemTime> {
+        self.snapshot.quorum.as_ref()?.next_stale()
+    }
+
+    /// Decides the `changed` endpoints again, and their targets.
+    fn decide_again(&mut self, changed: Changed, now: SystemTime) -> Vec<Transition> {
+        let endpoints: Vec<usize> = match changed {
+            Changed::All => (0..self.inventory.endpoints.len()).collect(),
+            Changed::Some(e) => e,
+        };
+        let inventory = self.inventory.clone();
+        let mut targets: Vec<usize> = endpoints
+            .into_iter()
+            .filter(|&e| self.decide(e, now))
+            .map(|e| inventory.endpoints[e].target)
+            .collect();
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        self.snapshot.version += 1;
+        targets.dedup();
+        targets
+            .into_iter()
+            .filter_map(|t| self.recompute(t, now, Cause::Quorum))
+            .collect()
+    }
+
     pub fn inventory(&self) -> &Arc<Inventory> {
         &self.inventory
     }
@@ -89,11 +153,28 @@ impl HealthBook {
             self.snapshot.steadiness += 1;
         }
         e.streak = streak;
-        let to = changed?;
-        e.state = to;
-        e.since = at;
+        e.own = changed?;
+        // Our view changed (peers read it), whether or not the decision moves.
         self.snapshot.version += 1;
+        self.decide(idx, at);
         self.recompute(endpoint.target, at, Cause::Probe)
+    }
+
+    /// Decides endpoint `idx` from its own state and, with `[quorum]`, the fresh peer
+    /// views; returns whether its state moved.
+    fn decide(&mut self, idx: usize, at: SystemTime) -> bool {
+        let e = &mut self.snapshot.endpoints[idx];
+        let (state, votes) = match &self.snapshot.quorum {
+            Some(peers) => peers.decide(idx, e.own),
+            None => (e.own, None),
+        };
+        e.votes = votes;
+        if state == e.state {
+            return false;
+        }
+        e.state = state;
+        e.since = at;
+        true
     }
 
     /// Resumes endpoints at saved states: `(app, cluster, vip) -> state`. Unknown names
@@ -109,6 +190,7 @@ impl HealthBook {
             if let Some(state) = saved(&app, cluster, e.vip).filter(|s| *s != State::Unknown) {
                 self.machines[i] = Machine::resumed(state);
                 self.snapshot.endpoints[i].state = state;
+                self.snapshot.endpoints[i].own = state;
             }
         }
         self.snapshot.overrides = overrides
@@ -223,6 +305,12 @@ impl HealthBook {
         self.machines = machines;
         self.snapshot.endpoints = endpoints;
         self.snapshot.targets = targets;
+        if let Some(peers) = self.snapshot.quorum.as_mut() {
+            peers.reconfigure(&inventory);
+        }
+        for e in 0..inventory.endpoints.len() {
+            self.decide(e, now);
+        }
         self.snapshot.inventory = inventory;
         self.snapshot.version += 1;
         self.recompute_all(now, Cause::Discovery)
@@ -303,20 +391,30 @@ impl HealthBook {
     /// Derives a target's probed state from its endpoints and its effective state from
     /// that and the overrides; returns the transition if the effective state moved.
     fn recompute(&mut self, target: usize, at: SystemTime, cause: Cause) -> Option<Transition> {
-        let from_probes = target_state(
+        let endpoints = || {
             self.inventory
                 .endpoints_of(target)
-                .map(|e| self.snapshot.endpoints[e].state),
-        );
+                .map(|e| &self.snapshot.endpoints[e])
+        };
+        let from_probes = target_state(endpoints().map(|e| e.state));
+        let from_own = target_state(endpoints().map(|e| e.own));
+        let by_quorum = endpoints().any(|e| e.votes.is_some());
         let spec = &self.inventory.targets[target];
         let mode = self.inventory.apps[spec.app].health;
-        let probed = match (mode, &spec.workload) {
+        let derive = |from_probes| match (mode, &spec.workload) {
             (HealthFrom::Probes, _) => from_probes,
             (HealthFrom::Workloads, Some(w)) if w.ready => State::Up,
             (HealthFrom::Workloads, Some(_)) => State::Down,
             (HealthFrom::Workloads, None) => State::Unknown,
             (HealthFrom::Both, Some(w)) if !w.ready => State::Down,
             (HealthFrom::Both, _) => from_probes,
+        };
+        let (probed, own) = (derive(from_probes), derive(from_own));
+        // A state reached with peer views is the quorum's doing, whatever set it off.
+        let cause = if by_quorum && cause == Cause::Probe {
+            Cause::Quorum
+        } else {
+            cause
         };
         let (app, cluster) = self.inventory.target_labels(target);
         let covering = self
@@ -332,6 +430,7 @@ impl HealthBook {
         };
         let t = &mut self.snapshot.targets[target];
         t.probed = probed;
+        t.own = own;
         t.overridden = covering;
         if effective == t.state {
             return None;

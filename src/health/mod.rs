@@ -12,6 +12,7 @@
 mod book;
 mod machine;
 pub mod overrides;
+pub mod quorum;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -74,7 +75,13 @@ pub struct ProbeReport {
 /// Health of one endpoint (one VIP of one target).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointHealth {
+    /// The state answers use: `own`, or with `[quorum]` the decision of a quorum of the
+    /// fresh views.
     pub state: State,
+    /// What this instance's own probes say, after its rise/fall: its view of the endpoint.
+    pub own: State,
+    /// With `[quorum]` and at least one fresh peer view: the votes behind `state`.
+    pub votes: Option<quorum::Votes>,
     pub since: SystemTime,
     pub last: Option<ProbeReport>,
     /// Consecutive results that disagree with `state`, towards `rise` or `fall`.
@@ -87,8 +94,12 @@ pub struct TargetHealth {
     /// The state answers use: `probed`, unless an override holds it down.
     pub state: State,
     pub since: SystemTime,
-    /// What the probes alone say.
+    /// What the probes alone say (with `[quorum]`, as decided by a quorum of the fresh
+    /// views for each endpoint).
     pub probed: State,
+    /// What this instance's own probes alone say (its endpoints' `own` states); equal to
+    /// `probed` without `[quorum]`.
+    pub own: State,
     /// The override holding the target down, if any.
     pub overridden: Option<Override>,
 }
@@ -109,6 +120,8 @@ pub struct HealthSnapshot {
     pub targets: Vec<TargetHealth>,
     pub endpoints: Vec<EndpointHealth>,
     pub overrides: Vec<Override>,
+    /// With `[quorum]`: the peers and their last views.
+    pub quorum: Option<quorum::Peers>,
 }
 
 impl HealthSnapshot {
@@ -123,6 +136,7 @@ impl HealthSnapshot {
                     state: State::Unknown,
                     since: now,
                     probed: State::Unknown,
+                    own: State::Unknown,
                     overridden: None,
                 };
                 inventory.targets.len()
@@ -130,6 +144,8 @@ impl HealthSnapshot {
             endpoints: vec![
                 EndpointHealth {
                     state: State::Unknown,
+                    own: State::Unknown,
+                    votes: None,
                     since: now,
                     last: None,
                     streak: 0,
@@ -137,6 +153,7 @@ impl HealthSnapshot {
                 inventory.endpoints.len()
             ],
             overrides: Vec::new(),
+            quorum: None,
         }
     }
 
@@ -175,6 +192,13 @@ pub enum HealthInput {
         app: Option<String>,
         reply: oneshot::Sender<Result<Vec<Override>, OverrideError>>,
     },
+    /// The outcome of a read of a peer's view (`[quorum]`), `peer` indexing its
+    /// `peers`, received `at`.
+    PeerView {
+        peer: usize,
+        view: Result<quorum::View, String>,
+        at: SystemTime,
+    },
 }
 
 /// Longest a probe result that changed no state waits before it is published.
@@ -199,6 +223,8 @@ pub async fn run(
         metrics.set_override_active(app, cluster, kind, true);
     }
     let mut series = probe_series(&inventory, &metrics);
+    let mut alone = None;
+    set_quorum_views(&metrics, book.snapshot(), &mut alone);
     let mut last_publish = tokio::time::Instant::now();
     let mut unpublished = false;
     loop {
@@ -206,16 +232,32 @@ pub async fn run(
             t.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
         });
+        let stale = book.next_stale().map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                + Duration::from_millis(1)
+        });
         let mut expired_any = false;
         tokio::select! {
             n = inputs.recv_many(&mut batch, 256) => if n == 0 { return },
+            // A peer's view turns stale: decide again without it (a little after the
+            // bound, so that the view is past it by then).
+            _ = tokio::time::sleep(stale.unwrap_or(Duration::MAX)), if stale.is_some() => {
+                let transitions = book.refresh_quorum(SystemTime::now());
+                log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
+                set_quorum_views(&metrics, book.snapshot(), &mut alone);
+                publish.send_replace(Arc::new(book.snapshot().clone()));
+                last_publish = tokio::time::Instant::now();
+                unpublished = false;
+                continue;
+            }
             _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
                 let (expired, transitions) = book.expire(SystemTime::now());
                 expired_any = !expired.is_empty();
                 for o in &expired {
                     tracing::info!(target: "gslb::audit", action = "override.expired", cluster = %o.cluster, app = o.app.as_deref().unwrap_or("*"), kind = o.kind.as_str(), reason = %o.reason, set_by = %o.set_by, "override expired");
                 }
-                log_transitions(&inventory, &metrics, &transitions, "");
+                log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
             }
             _ = tokio::time::sleep_until(last_publish + PUBLISH_EVERY), if unpublished => {
                 publish.send_replace(Arc::new(book.snapshot().clone()));
@@ -245,13 +287,25 @@ pub async fn run(
                         let (app, cluster) = inventory.target_labels(t);
                         metrics.init_target(&app, cluster, h.state.is_usable());
                     }
-                    log_transitions(&inventory, &metrics, &transitions, "discovery");
+                    log_transitions(
+                        &inventory,
+                        &metrics,
+                        &transitions,
+                        "discovery",
+                        book.snapshot(),
+                    );
                     applied.push(done);
                 }
                 HealthInput::SetOverride { ov, force, reply } => {
                     match book.set_override(ov.clone(), force, SystemTime::now()) {
                         Ok(transitions) => {
-                            log_transitions(&inventory, &metrics, &transitions, &ov.reason);
+                            log_transitions(
+                                &inventory,
+                                &metrics,
+                                &transitions,
+                                &ov.reason,
+                                book.snapshot(),
+                            );
                             replies.push(Box::new(move |err| {
                                 let _ = reply.send(match err {
                                     None => Ok(ov),
@@ -264,13 +318,23 @@ pub async fn run(
                         }
                     }
                 }
+                HealthInput::PeerView { peer, view, at } => {
+                    let transitions = book.peer_view(peer, view, at, SystemTime::now());
+                    log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
+                }
                 HealthInput::ClearOverride {
                     cluster,
                     app,
                     reply,
                 } => match book.clear_override(&cluster, app.as_deref(), SystemTime::now()) {
                     Ok((removed, transitions)) => {
-                        log_transitions(&inventory, &metrics, &transitions, "override cleared");
+                        log_transitions(
+                            &inventory,
+                            &metrics,
+                            &transitions,
+                            "override cleared",
+                            book.snapshot(),
+                        );
                         replies.push(Box::new(move |err| {
                             let _ = reply.send(match err {
                                 None => Ok(removed),
@@ -326,6 +390,7 @@ pub async fn run(
         // refresh the status API's details: they are published at most every
         // PUBLISH_EVERY, so that thousands of endpoints do not copy the snapshot for
         // every batch.
+        set_quorum_views(&metrics, book.snapshot(), &mut alone);
         let urgent = book.snapshot().version != version_before
             || book.snapshot().steadiness != steadiness_before
             || !applied.is_empty()
@@ -379,6 +444,7 @@ fn apply_report(
             metrics,
             &[t],
             &format!("{} ({})", detail, endpoint.vip),
+            book.snapshot(),
         );
     }
 }
@@ -389,9 +455,34 @@ fn log_transitions(
     metrics: &Metrics,
     transitions: &[Transition],
     detail: &str,
+    snapshot: &HealthSnapshot,
 ) {
     for t in transitions {
         let (app, cluster) = inventory.target_labels(t.target);
+        let votes: Vec<String> = inventory
+            .endpoints_of(t.target)
+            .filter_map(|e| {
+                let h = snapshot.endpoints.get(e)?;
+                let v = h.votes?;
+                Some(format!(
+                    "{}: {} of {} fresh views say down, {} needed, own view {}",
+                    inventory.endpoints[e].vip,
+                    v.down,
+                    v.views,
+                    v.needed,
+                    h.own.as_str()
+                ))
+            })
+            .collect();
+        let votes = (!votes.is_empty()).then(|| votes.join("; "));
+        let detail = match (&votes, detail.is_empty()) {
+            (Some(v), true) if t.cause == Cause::Quorum => v.clone(),
+            (Some(v), false) if t.cause == Cause::Quorum => format!("{detail}; {v}"),
+            (None, true) if t.cause == Cause::Quorum => {
+                "no fresh peer view: this instance's own view decides".to_owned()
+            }
+            _ => detail.to_owned(),
+        };
         tracing::info!(
             app,
             cluster,
@@ -402,6 +493,27 @@ fn log_transitions(
             "target health changed"
         );
         metrics.record_transition(&app, cluster, t.to.as_str(), t.to.is_usable());
+    }
+}
+
+/// `gslb_quorum_views{fresh}`: the views counted at the last decision, with `[quorum]`.
+/// Logs when the instance starts or stops deciding alone (no fresh peer view).
+fn set_quorum_views(metrics: &Metrics, snapshot: &HealthSnapshot, alone: &mut Option<bool>) {
+    if let Some(peers) = &snapshot.quorum {
+        let (fresh, stale) = peers.counts();
+        metrics.set_quorum_views(fresh, stale);
+        let now_alone = peers.fallback();
+        match (*alone, now_alone) {
+            (Some(false), true) => tracing::warn!(
+                stale,
+                "no fresh peer view: deciding from this instance's own view alone"
+            ),
+            (Some(true), false) | (None, false) => {
+                tracing::info!(fresh, stale, "deciding by quorum of the fresh views")
+            }
+            _ => {}
+        }
+        *alone = Some(now_alone);
     }
 }
 

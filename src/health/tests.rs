@@ -379,3 +379,73 @@ async fn an_override_is_acknowledged_only_once_persisted() {
     );
     assert_eq!(pub_rx.borrow().targets[0].state, State::Unknown);
 }
+
+/// A view of `gz-01`'s first VIP (endpoint 0) from instance `name`, saying `state`.
+fn peer_view(name: &str, state: State) -> quorum::View {
+    quorum::View {
+        instance: name.to_owned(),
+        sequence: 1,
+        at: SystemTime::now(),
+        endpoints: vec![quorum::ViewEndpoint {
+            app: "tke-demo.cn".into(),
+            cluster: "gz-01".into(),
+            vip: "127.0.1.1".parse().unwrap(),
+            state,
+        }],
+    }
+}
+
+#[test]
+fn a_quorum_combines_post_hysteresis_views_and_says_so() {
+    let rule = crate::model::QuorumRule {
+        required: crate::model::Required::Majority,
+        fresh_within: Duration::from_secs(60),
+    };
+    let urls = ["http://p1".to_owned(), "http://p2".to_owned()];
+    let now = SystemTime::now();
+    let mut book =
+        HealthBook::new(inventory(), now).with_quorum(quorum::Peers::new("me".into(), rule, &urls));
+    // Only endpoint 0 (of gz-01's two VIPs) is probed here; endpoint 1 stays down.
+    book.observe(report(1, false));
+    book.observe(report(0, true));
+    assert!(
+        book.peer_view(0, Ok(peer_view("p1", State::Up)), now, now)
+            .is_empty()
+    );
+    book.peer_view(1, Ok(peer_view("p2", State::Up)), now, now);
+    // Our probes fail past `fall`: our view says down, the quorum (2 of 3 up) says up.
+    book.observe(report(0, false));
+    assert_eq!(book.observe(report(0, false)), None);
+    let e = &book.snapshot().endpoints[0];
+    assert_eq!((e.own, e.state), (State::Down, State::Up));
+    assert_eq!(
+        e.votes.map(|v| (v.views, v.down, v.needed)),
+        Some((3, 1, 2))
+    );
+    assert_eq!(book.snapshot().targets[0].own, State::Down);
+    assert_eq!(book.snapshot().targets[0].probed, State::Up);
+    // One peer's view, after its own rise/fall, says down: a majority, and the cause says
+    // it was the quorum.
+    let t = book.peer_view(0, Ok(peer_view("p1", State::Down)), now, now);
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].to, t[0].cause.clone()), (State::Down, Cause::Quorum));
+    // Our own probe passes once: our view keeps its hysteresis (rise 2), nothing moves.
+    assert_eq!(book.observe(report(0, true)), None);
+    assert_eq!(book.snapshot().endpoints[0].own, State::Down);
+    // The second pass moves our view up; with p2 that is 2 of 3 up: back up by quorum.
+    let t = book.observe(report(0, true)).unwrap();
+    assert_eq!((t.to, t.cause), (State::Up, Cause::Quorum));
+    // Overrides stay local and win over the quorum.
+    book.set_override(ov("gz-01", None, OverrideKind::Drain, None), true, now)
+        .unwrap();
+    assert_eq!(book.snapshot().targets[0].state, State::Down);
+    assert_eq!(book.snapshot().targets[0].probed, State::Up);
+    // Both peers go stale: ours alone decides again, without votes.
+    let t = book.refresh_quorum(now + Duration::from_secs(61));
+    assert!(t.is_empty(), "held down by the override: {t:?}");
+    assert_eq!(book.snapshot().endpoints[0].votes, None);
+    assert_eq!(
+        book.snapshot().quorum.as_ref().map(quorum::Peers::fallback),
+        Some(true)
+    );
+}

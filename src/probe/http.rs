@@ -18,7 +18,6 @@ use hyper::header::{CONNECTION, HOST, HeaderValue, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::health::Outcome;
 use crate::model::ProbeKind;
@@ -31,6 +30,8 @@ const AGENT: &str = concat!("gslb-probe/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Clone)]
 pub struct HttpCheck {
     addr: SocketAddr,
+    /// The local address to connect from (`[server] probe_source`).
+    source: Option<IpAddr>,
     /// For HTTPS: the client settings and the name sent as SNI and checked in the
     /// certificate.
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
@@ -48,7 +49,7 @@ impl HttpCheck {
     ///
     /// When `kind` is not an HTTP probe, the host cannot be a Host header or an SNI name,
     /// or the TLS settings cannot be built (the platform's root store cannot be read).
-    pub fn new(kind: &ProbeKind, vip: IpAddr) -> anyhow::Result<Self> {
+    pub fn new(kind: &ProbeKind, vip: IpAddr, source: Option<IpAddr>) -> anyhow::Result<Self> {
         let ProbeKind::Http {
             https,
             port,
@@ -81,6 +82,7 @@ impl HttpCheck {
         };
         Ok(Self {
             addr: SocketAddr::new(vip, *port),
+            source,
             tls,
             host: HeaderValue::from_str(&authority)
                 .map_err(|e| anyhow::anyhow!("{authority:?} cannot be a Host header: {e}"))?,
@@ -92,7 +94,7 @@ impl HttpCheck {
 
     /// One probe. The caller bounds it with the probe's timeout.
     pub async fn run(&self) -> (Outcome, String) {
-        let stream = match TcpStream::connect(self.addr).await {
+        let stream = match super::tcp::connect(self.addr, self.source).await {
             Ok(s) => s,
             Err(e) => return (Outcome::Failure, e.to_string()),
         };
@@ -298,7 +300,7 @@ mod tests {
     }
 
     fn host_header(https: bool, port: u16, host: &str) -> String {
-        let check = HttpCheck::new(&kind(https, port, host), "127.0.1.1".parse().unwrap());
+        let check = HttpCheck::new(&kind(https, port, host), "127.0.1.1".parse().unwrap(), None);
         check.unwrap().host.to_str().unwrap().to_owned()
     }
 
@@ -314,8 +316,16 @@ mod tests {
 
     #[test]
     fn every_https_probe_shares_one_tls_setup() {
-        let a = HttpCheck::new(&kind(true, 443, "a.test"), "127.0.1.1".parse().unwrap());
-        let b = HttpCheck::new(&kind(true, 443, "b.test"), "127.0.1.2".parse().unwrap());
+        let a = HttpCheck::new(
+            &kind(true, 443, "a.test"),
+            "127.0.1.1".parse().unwrap(),
+            None,
+        );
+        let b = HttpCheck::new(
+            &kind(true, 443, "b.test"),
+            "127.0.1.2".parse().unwrap(),
+            None,
+        );
         let (a, b) = (a.unwrap().tls.unwrap(), b.unwrap().tls.unwrap());
         assert!(Arc::ptr_eq(&a.0, &b.0));
         assert_eq!(a.1.to_str(), "a.test");
@@ -323,9 +333,13 @@ mod tests {
 
     #[test]
     fn a_host_that_cannot_be_a_header_is_refused_with_its_name() {
-        let err = HttpCheck::new(&kind(false, 80, "bad\nhost"), "127.0.1.1".parse().unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = HttpCheck::new(
+            &kind(false, 80, "bad\nhost"),
+            "127.0.1.1".parse().unwrap(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("Host header"), "{err}");
     }
 }

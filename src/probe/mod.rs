@@ -35,16 +35,22 @@ pub enum Check {
 }
 
 impl Check {
-    /// Prepares the check of `vip` for a probe spec.
+    /// Prepares the check of `vip` for a probe spec, connecting from `source` (`[server]
+    /// probe_source`) when it is of the VIP's family.
     ///
     /// # Errors
     ///
     /// When an HTTPS probe's TLS settings cannot be built (the platform's root store), or
     /// its host cannot be sent as a Host header or SNI name.
-    pub fn new(kind: &ProbeKind, vip: std::net::IpAddr) -> anyhow::Result<Self> {
+    pub fn new(
+        kind: &ProbeKind,
+        vip: std::net::IpAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
+        let source = source.filter(|s| s.is_ipv4() == vip.is_ipv4());
         Ok(match kind {
-            ProbeKind::Http { .. } => Check::Http(http::HttpCheck::new(kind, vip)?),
-            ProbeKind::Tcp { port } => Check::Tcp(tcp::TcpCheck::new(vip, *port)),
+            ProbeKind::Http { .. } => Check::Http(http::HttpCheck::new(kind, vip, source)?),
+            ProbeKind::Tcp { port } => Check::Tcp(tcp::TcpCheck::new(vip, *port, source)),
         })
     }
 
@@ -69,13 +75,15 @@ impl Check {
     }
 }
 
-/// Starts a probe task for every endpoint of the inventory.
+/// Starts a probe task for every endpoint of the inventory, connecting from `source`
+/// when given (`[server] probe_source`).
 ///
 /// # Errors
 ///
 /// When a check cannot be prepared.
 pub fn spawn_all(
     inventory: &Arc<Inventory>,
+    source: Option<std::net::IpAddr>,
     reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
@@ -85,7 +93,7 @@ pub fn spawn_all(
         let spec = inventory.apps[inventory.targets[endpoint.target].app]
             .probe
             .clone();
-        let check = Check::new(&spec.kind, endpoint.vip)?;
+        let check = Check::new(&spec.kind, endpoint.vip, source)?;
         let spread = first_probe_spread(inventory.endpoints.len(), spec.interval);
         let jitter = rng.random_range(Duration::ZERO..=spread);
         tasks.spawn(run_endpoint(
@@ -163,7 +171,7 @@ fn next_start(spec: &ProbeSpec, streak: u32, start: Instant, end: Instant) -> In
 }
 
 /// The innermost cause of an error, which is the part a human wants ("connection refused").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

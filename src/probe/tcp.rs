@@ -1,25 +1,28 @@
-//! The TCP probe: a connect to the VIP's port, closed at once.
+//! The TCP probe: a connect to the VIP's port (from `[server] probe_source` when set),
+//! closed at once.
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::health::Outcome;
 
 #[derive(Debug, Clone)]
 pub struct TcpCheck {
     addr: SocketAddr,
+    source: Option<IpAddr>,
 }
 
 impl TcpCheck {
-    pub fn new(vip: IpAddr, port: u16) -> Self {
+    pub fn new(vip: IpAddr, port: u16, source: Option<IpAddr>) -> Self {
         Self {
             addr: SocketAddr::new(vip, port),
+            source,
         }
     }
 
     pub async fn run(&self) -> (Outcome, String) {
-        match TcpStream::connect(self.addr).await {
+        match connect(self.addr, self.source).await {
             Ok(stream) => {
                 // Close with a reset rather than FIN: nothing was sent, and a prober that
                 // connects thousands of times a second must not leave as many TIME_WAIT
@@ -30,4 +33,22 @@ impl TcpCheck {
             Err(e) => (Outcome::Failure, e.to_string()),
         }
     }
+}
+
+/// Connects to `addr`, from `source` when given (`[server] probe_source`); shared by the
+/// TCP and HTTP probes.
+pub(super) async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }

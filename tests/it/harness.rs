@@ -24,6 +24,10 @@ impl Block {
     pub fn ip(&self, host: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, self.0, 1, host))
     }
+    /// 127.N.2.host: addresses for gslb instances of the block, apart from its ingresses.
+    pub fn instance_ip(&self, host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, self.0, 2, host))
+    }
 }
 
 /// Stand-in ingresses on `block.ip(1..=n)`, all on one port; returns them and the port.
@@ -65,6 +69,18 @@ impl Gslb {
             gslb::config::parse(config_text, "test config").unwrap_or_else(|e| panic!("{e}"));
         config.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let running = app::start(config).await.unwrap();
+        Self {
+            dns: running.dns_addrs[0],
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
+    /// gslb serving `config_text` on the addresses it names (DNS port 0 is allowed).
+    pub async fn start_as_written(config_text: &str) -> Self {
+        let config =
+            gslb::config::parse(config_text, "test config").unwrap_or_else(|e| panic!("{e}"));
         let running = app::start(config).await.unwrap();
         Self {
             dns: running.dns_addrs[0],

@@ -16,6 +16,7 @@ mod fuzz;
 mod harness;
 mod hostile;
 mod operations;
+mod quorum;
 mod resolver;
 mod security;
 mod tls;

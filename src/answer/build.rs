@@ -8,9 +8,9 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::plan::{self, rotations};
 use super::wire::WireIndex;
-use super::{AnswerTable, Node, RrSet, ZoneTable};
+use super::{AnswerTable, GeoIndex, GeoSet, Node, RrSet, ZoneTable};
 use crate::health::HealthSnapshot;
-use crate::model::Zone;
+use crate::model::{Policy, Zone};
 
 /// SOA timers: only secondaries use them, and gslb has none yet; common values.
 const SOA_REFRESH: i32 = 3600;
@@ -30,7 +30,7 @@ impl AnswerTable {
             .iter()
             .map(|z| zone_table(z, serial))
             .collect();
-        for (spec, plan) in inventory.apps.iter().zip(&apps) {
+        for (app, (spec, plan)) in inventory.apps.iter().zip(&apps).enumerate() {
             let Some(zone) = zones
                 .iter_mut()
                 .filter(|z| z.origin.zone_of(&LowerName::new(&spec.name)))
@@ -49,12 +49,24 @@ impl AnswerTable {
                     .collect()
             };
             let node = zone.node(&spec.name);
-            if !plan.v4.is_empty() {
-                node.sets.push(RrSet::new(RecordType::A, records(&plan.v4)));
-            }
-            if !plan.v6.is_empty() {
-                node.sets
-                    .push(RrSet::new(RecordType::AAAA, records(&plan.v6)));
+            for (rtype, v4) in [(RecordType::A, true), (RecordType::AAAA, false)] {
+                let family = |v4s: &Vec<Vec<IpAddr>>, v6s: &Vec<Vec<IpAddr>>| {
+                    if v4 { v4s.clone() } else { v6s.clone() }
+                };
+                let top = family(&plan.v4, &plan.v6);
+                let regions: Vec<Vec<Vec<Record>>> = plan
+                    .regions
+                    .iter()
+                    .map(|r| records(&family(&r.v4, &r.v6)))
+                    .collect();
+                if top.is_empty() && regions.iter().all(Vec::is_empty) {
+                    continue;
+                }
+                let mut set = RrSet::new(rtype, records(&top));
+                if spec.policy == Policy::Geo {
+                    set.geo = Some(GeoSet { app, regions });
+                }
+                node.sets.push(set);
             }
         }
         let mut table = AnswerTable {
@@ -63,6 +75,7 @@ impl AnswerTable {
             serial,
             inventory: health.inventory.clone(),
             wire: WireIndex::default(),
+            geo: GeoIndex::build(&inventory.geo),
         };
         table.add_glue();
         table.wire = WireIndex::build(&table.zones);

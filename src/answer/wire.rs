@@ -142,6 +142,10 @@ impl WireNode {
     fn build(zones: &[ZoneTable], zone: &ZoneTable, name: &LowerName, node: &Node) -> Option<Self> {
         let owner = Name::from(name);
         let set = |rtype: RecordType, prefix: &[Record], set: &RrSet| -> Option<WireSet> {
+            if set.geo.is_some() {
+                // A `geo` set depends on the client: the general path answers the name.
+                return None;
+            }
             let variants = set
                 .variants
                 .iter()

@@ -198,10 +198,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "cluster" => sections.clusters = deserialize_list(value, "cluster", &mut problems),
             "app" => sections.apps = deserialize_list(value, "app", &mut problems),
             "source" => sections.sources = deserialize_list(value, "source", &mut problems),
+            "geo" => {
+                sections.geo = deserialize_at(value, KeyPath::key("geo"), &mut problems);
+                sections.geo_failed = sections.geo.is_none();
+            }
             other => problems.push(PathProblem::new(
                 KeyPath::key(other),
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`"
+                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`, `geo`"
                 ),
             )),
         }
@@ -232,6 +236,9 @@ pub(crate) struct Sections {
     pub clusters: Vec<Option<raw::RawCluster>>,
     pub apps: Vec<Option<raw::RawApp>>,
     pub sources: Vec<Option<raw::RawSource>>,
+    pub geo: Option<raw::RawGeo>,
+    /// `[geo]` was written but did not deserialize (already reported).
+    pub geo_failed: bool,
 }
 
 fn deserialize_list<T: DeserializeOwned>(

@@ -3,7 +3,7 @@
 //!
 //! Only the common shape is taken: a QUERY with one IN question, an uncompressed name,
 //! nothing in the answer and authority sections, and at most an EDNS(0) OPT record that
-//! parses cleanly. Everything else, and every answer the index does not hold or that would
+//! parses cleanly and carries no Client Subnet option (whose answer echoes it). Everything else, and every answer the index does not hold or that would
 //! not fit the client's buffer, returns `None` and goes to the general hickory path, which
 //! gives the same answers (the tests compare the two).
 
@@ -210,6 +210,10 @@ fn read_opt(rest: &[u8]) -> Option<u16> {
     }
     while !options.is_empty() {
         let head = options.get(..4)?;
+        if u16::from_be_bytes([head[0], head[1]]) == super::ecs::OPTION_ECS {
+            // EDNS Client Subnet: the general path checks it and echoes it.
+            return None;
+        }
         let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
         options = options.get(4 + len..)?;
     }

@@ -151,7 +151,7 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
     };
     let regions = if spec.policy == Policy::Geo {
         (0..inventory.geo.regions.len())
-            .map(|r| plan_region(inventory, r, &healthy, &candidates, fail_open))
+            .map(|r| plan_region(inventory, r, &healthy, candidates, fail_open))
             .collect()
     } else {
         Vec::new()

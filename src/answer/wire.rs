@@ -83,9 +83,13 @@ impl WireIndex {
             };
             for (name, node) in &zone.nodes {
                 let Some(key) = wire_name(name) else { continue };
-                if let Some(wire) = WireNode::build(zones, zone, name, node) {
-                    index.names.insert(key, wire);
-                }
+                // A name the index cannot answer is still held, so that it is never
+                // taken for a missing name (NXDOMAIN): every query of it goes slow.
+                let wire = WireNode::build(zones, zone, name, node).unwrap_or(WireNode {
+                    sets: Vec::new(),
+                    other: None,
+                });
+                index.names.insert(key, wire);
             }
             index.zones.insert(
                 origin,

@@ -64,7 +64,7 @@ impl Handler {
 
     /// Counts a `geo` answer; the counters are looked up again only when the inventory
     /// changed.
-    fn count_geo_answer(&self, table: &AnswerTable, app: usize, region: Option<usize>) {
+    pub(super) fn count_geo_answer(&self, table: &AnswerTable, app: usize, region: Option<usize>) {
         let mut counters = self.geo_counters.load_full();
         if !counters
             .inventory

@@ -192,11 +192,11 @@ fn fast(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
     fast_from(handler, packet, src())
 }
 
-fn fast_from(handler: &Handler, packet: &[u8], _from: SocketAddr) -> Option<Vec<u8>> {
+fn fast_from(handler: &Handler, packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     let plain = PlainQuery::parse(packet)?;
     let mut out = vec![0; OUT_CAPACITY];
-    let (len, _) = plain.answer(&handler.table.load().wire, &mut out)?;
-    Some(out[..len].to_vec())
+    let answer = plain.answer(&handler.table.load(), from.ip(), &mut out)?;
+    Some(out[..answer.len].to_vec())
 }
 
 /// A response in a form where two encodings of the same answer compare equal: sections
@@ -373,6 +373,7 @@ fn slip_is_a_truncated_empty_answer_with_the_question() {
 #[test]
 fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
     let handler = handler();
+    let (mut taken, mut total) = (0, 0);
     for (i, name) in NAMES.iter().enumerate() {
         for rtype in [
             RecordType::A,
@@ -387,7 +388,9 @@ fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
                     let general = handler
                         .answer_general(&packet, from, Protocol::Udp)
                         .expect("the general path answers every query");
+                    total += 1;
                     if let Some(fast) = fast_from(&handler, &packet, from) {
+                        taken += 1;
                         assert_eq!(
                             meaning(&fast),
                             meaning(&general),
@@ -397,6 +400,18 @@ fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
                 }
             }
         }
+    }
+    assert!(taken * 2 > total, "only {taken} of {total} took the fast path");
+    // Geo names, with ECS or without, in a region or not, go fast; malformed ECS does not.
+    for ecs in &SUBNETS[..7] {
+        for from in SOURCES {
+            let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
+            assert!(fast_from(&handler, &packet, from.parse().unwrap()).is_some(), "{ecs:?} {from}");
+        }
+    }
+    for ecs in &SUBNETS[7..] {
+        let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
+        assert!(fast(&handler, &packet).is_none(), "{ecs:?}");
     }
 }
 

@@ -122,9 +122,7 @@ impl WireIndex {
                     None => &set.variants,
                     Some((app, regions)) => {
                         let region = locate(*app);
-                        let variants = region
-                            .and_then(|r| regions.get(r))
-                            .unwrap_or(&set.variants);
+                        let variants = region.and_then(|r| regions.get(r)).unwrap_or(&set.variants);
                         if variants.is_empty() {
                             // This region's answer has no address of this type: NODATA
                             // (after the chain that led here), as the general path says.
@@ -177,8 +175,7 @@ impl WireNode {
                 variants
                     .iter()
                     .map(|records| {
-                        let answers: Vec<Record> =
-                            prefix.iter().chain(records).cloned().collect();
+                        let answers: Vec<Record> = prefix.iter().chain(records).cloned().collect();
                         encode(
                             &owner,
                             rtype,

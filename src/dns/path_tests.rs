@@ -401,12 +401,18 @@ fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
             }
         }
     }
-    assert!(taken * 2 > total, "only {taken} of {total} took the fast path");
+    assert!(
+        taken * 2 > total,
+        "only {taken} of {total} took the fast path"
+    );
     // Geo names, with ECS or without, in a region or not, go fast; malformed ECS does not.
     for ecs in &SUBNETS[..7] {
         for from in SOURCES {
             let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
-            assert!(fast_from(&handler, &packet, from.parse().unwrap()).is_some(), "{ecs:?} {from}");
+            assert!(
+                fast_from(&handler, &packet, from.parse().unwrap()).is_some(),
+                "{ecs:?} {from}"
+            );
         }
     }
     for ecs in &SUBNETS[7..] {

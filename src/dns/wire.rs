@@ -134,9 +134,7 @@ impl<'a> PlainQuery<'a> {
             located.region
         });
         let scope = geo.map_or(0, |(_, l): (usize, Located)| l.scope);
-        let done = |len: Option<usize>, rcode| {
-            len.map(|len| FastAnswer { len, rcode, geo })
-        };
+        let done = |len: Option<usize>, rcode| len.map(|len| FastAnswer { len, rcode, geo });
         match found {
             WireAnswer::Message(message, rcode) => {
                 let len = message.len();

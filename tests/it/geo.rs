@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::harness::{Block, Gslb, config, eventually, gslb_cli, stand_ins};
+use crate::harness::{Block, Gslb, config, dig, eventually, gslb_cli, stand_ins};
+use crate::resolver::unbound_ecs_for;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -297,5 +298,41 @@ async fn a_region_whose_cluster_fails_gets_the_nearest_one_and_explain_says_why(
         (answer("10.2.0.0/24").await == vec![sh.clone()]).then_some(())
     })
     .await;
+    gslb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_an_ecs_resolver_clients_of_two_regions_get_their_own_answers() {
+    let block = Block::new();
+    let (_ingresses, port) = stand_ins(&block, &["gz-01", "sh-01", "bj-01"]).await;
+    let gslb = Gslb::start(&geo_config(&block, port)).await;
+    let (gz, sh) = (block.ip(1).to_string(), block.ip(2).to_string());
+    let n = match block.ip(0) {
+        std::net::IpAddr::V4(v4) => v4.octets()[1],
+        std::net::IpAddr::V6(_) => unreachable!(),
+    };
+    eventually(LIMIT, "every cluster probed up", || async {
+        let s = gslb.get("/api/v1/status").await.1;
+        (s.matches("\"state\":\"up\"").count() >= 3).then_some(())
+    })
+    .await;
+    let (resolver, _child, _dir) = unbound_ecs_for(gslb.dns.port()).await;
+    // unbound itself asks from 127.0.0.1, in no region: only the ECS it adds (each
+    // client's /24) can tell the two clients apart. Each asks twice: the second answer
+    // comes from unbound's cache, kept per scope.
+    for _ in 0..2 {
+        for (host, want) in [(2u8, &gz), (3u8, &sh)] {
+            let from = format!("127.{n}.{host}.9");
+            let d = eventually(LIMIT, &format!("unbound to answer {from}"), || {
+                let from = from.clone();
+                async move {
+                    let d = dig(resolver, &format!("-b {from} tke-demo.cn A")).await;
+                    (d.status == "NOERROR").then_some(d)
+                }
+            })
+            .await;
+            assert_eq!(&d.rdata("A"), &vec![want.clone()], "{from}: {}", d.raw);
+        }
+    }
     gslb.stop().await;
 }

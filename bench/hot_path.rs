@@ -33,10 +33,6 @@ fn table(config: &str) -> AnswerTable {
     AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1)
 }
 
-fn query(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
-    query_ecs(name, rtype, edns, false)
-}
-
 /// With `ecs`, the OPT record carries an EDNS Client Subnet of 10.2.3.0/24.
 fn query_ecs(name: &str, rtype: RecordType, edns: bool, ecs: bool) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);

@@ -45,8 +45,11 @@ struct WireSet {
     next: AtomicUsize,
     /// A `geo` app's set: the app, and the variants of each region (`variants` then
     /// serve clients in no region).
-    geo: Option<(usize, Vec<Vec<Box<[u8]>>>)>,
+    geo: Option<(usize, Vec<Variants>)>,
 }
+
+/// The encoded variants of one set, served in turn.
+type Variants = Vec<Box<[u8]>>;
 
 /// What NXDOMAIN answers under one zone carry after the question.
 #[derive(Debug)]

@@ -78,12 +78,15 @@ struct Prefixes {
 
 impl Prefixes {
     fn build(subnets: &[(u128, u8, usize)]) -> Self {
-        let mut entries = HashMap::with_capacity(subnets.len());
-        for &(bits, len, region) in subnets {
-            // The longest subnet nested in this one (itself included).
-            let scope = subnets
+        // Sorted by network then length, the subnets nested in one (itself included)
+        // follow it directly: a scan while they stay inside its block finds the longest.
+        let mut sorted = subnets.to_vec();
+        sorted.sort_unstable_by_key(|&(bits, len, _)| (bits, len));
+        let mut entries = HashMap::with_capacity(sorted.len());
+        for (i, &(bits, len, region)) in sorted.iter().enumerate() {
+            let scope = sorted[i..]
                 .iter()
-                .filter(|&&(b, l, _)| l >= len && prefix_bits(b, len) == bits)
+                .take_while(|&&(b, _, _)| prefix_bits(b, len) == bits)
                 .map(|&(_, l, _)| l)
                 .max()
                 .unwrap_or(len);

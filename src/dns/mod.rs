@@ -65,12 +65,15 @@ impl Handler {
     /// Counts a `geo` answer; the counters are looked up again only when the inventory
     /// changed.
     pub(super) fn count_geo_answer(&self, table: &AnswerTable, app: usize, region: Option<usize>) {
-        let mut counters = self.geo_counters.load_full();
-        if !counters
+        let current = self.geo_counters.load();
+        let fresh;
+        let counters: &GeoCounters = if current
             .inventory
             .as_ref()
             .is_some_and(|i| Arc::ptr_eq(i, &table.inventory))
         {
+            &current
+        } else {
             let inv = &table.inventory;
             let cells = inv
                 .apps
@@ -89,12 +92,13 @@ impl Handler {
                         .collect()
                 })
                 .collect();
-            counters = Arc::new(GeoCounters {
+            fresh = Arc::new(GeoCounters {
                 inventory: Some(inv.clone()),
                 cells,
             });
-            self.geo_counters.store(counters.clone());
-        }
+            self.geo_counters.store(fresh.clone());
+            &fresh
+        };
         if let Some(cells) = counters.cells.get(app) {
             if let Some(c) = cells.get(region.unwrap_or(cells.len().saturating_sub(1))) {
                 c.inc();

@@ -5,6 +5,8 @@
 //! in turn. Rotation (`round-robin`, and ties under `failover`) is a variant per rotation;
 //! `weighted` is a smooth weighted round-robin schedule whose variants are one cluster's
 //! VIPs each, so over any window of queries each cluster gets its share of answers.
+//! `geo` plans every client region once (its own healthy clusters, else the nearest
+//! located region's, else failover order), so that a query only picks a region's plan.
 
 use std::net::IpAddr;
 
@@ -127,16 +129,7 @@ pub fn plan(inventory: &Inventory, app: usize, health: &HealthSnapshot) -> AppPl
         every.push(candidate(endpoints.map(|(e, _)| e.vip).collect()));
     }
     let fail_open = healthy.is_empty() && spec.fail_open;
-    let candidates = if healthy.is_empty() && spec.fail_open {
-        every
-    } else {
-        Vec::new()
-    };
-    let candidates = if candidates.is_empty() {
-        &healthy
-    } else {
-        &candidates
-    };
+    let candidates: &[Candidate] = if fail_open { &every } else { &healthy };
     // Failing open answers every VIP, whatever the policy: with nothing known to be good,
     // spreading clients over everything gives most of them a working address.
     let policy = if fail_open {

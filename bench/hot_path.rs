@@ -1,8 +1,9 @@
 //! Micro-benchmarks of the hot paths (criterion): `cargo bench --bench hot_path`.
 //!
 //! - `udp/*`: one query answered the way the UDP threads answer it, by the fast path
-//!   (pre-encoded answers) and by the general hickory path, on the demo's table; their
-//!   ratio is what the fast path buys.
+//!   (pre-encoded answers) and by the general hickory path, on the demo's table plus a
+//!   `geo` app (two regions of 100 subnets); their ratio is what the fast path buys, and
+//!   the `geo`/`ECS` cases what client placement and the ECS echo cost.
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
 //!   which runs on every health change, and parsing that config, which runs on reload.
 //!
@@ -22,6 +23,7 @@ use gslb::dns::wire::{OUT_CAPACITY, PlainQuery};
 use gslb::health::HealthSnapshot;
 use gslb::metrics::Metrics;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::xfer::Protocol;
 
@@ -31,16 +33,42 @@ fn table(config: &str) -> AnswerTable {
     AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1)
 }
 
-fn query(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+/// With `ecs`, the OPT record carries an EDNS Client Subnet of 10.2.3.0/24.
+fn query_ecs(name: &str, rtype: RecordType, edns: bool, ecs: bool) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if edns {
         let mut e = Edns::new();
         e.set_max_payload(1232);
+        if ecs {
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                [10, 2, 3, 0].into(),
+                24,
+                0,
+            )));
+        }
         m.set_edns(e);
     }
     m.to_vec().unwrap()
+}
+
+/// The demo, plus a `geo` app over its clusters with two regions of 50 subnets each.
+fn demo_with_geo() -> String {
+    let mut text = format!(
+        "{}\n[[app]]\nname = \"geo.tke-demo.cn\"\npolicy = \"geo\"\nprobe = {{ kind = \"tcp\", port = 80 }}\n[geo]\n",
+        gslb::demo::CONFIG
+    );
+    for (region, first) in [("ap-guangzhou", 1), ("ap-shanghai", 100)] {
+        let subnets: Vec<String> = (first..first + 50)
+            .map(|i| format!("\"10.{i}.0.0/16\", \"10.{i}.128.0/20\""))
+            .collect();
+        text.push_str(&format!(
+            "[[geo.region]]\nname = \"{region}\"\nsubnets = [{}]\n",
+            subnets.join(", ")
+        ));
+    }
+    text
 }
 
 /// 1,000 apps, each on the same two clusters, in one zone.
@@ -71,22 +99,27 @@ priority = 2
 
 fn udp(c: &mut Criterion) {
     let handler = Handler::new(
-        Arc::new(ArcSwap::from_pointee(table(gslb::demo::CONFIG))),
+        Arc::new(ArcSwap::from_pointee(table(&demo_with_geo()))),
         Arc::new(Metrics::new()),
     );
     let table = handler.table();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let mut out = vec![0u8; OUT_CAPACITY];
-    for (label, name, rtype) in [
-        ("A", "tke-demo.cn.", RecordType::A),
-        ("CNAME chain", "www.tke-demo.cn.", RecordType::A),
-        ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A),
+    for (label, name, rtype, ecs) in [
+        ("A", "tke-demo.cn.", RecordType::A, false),
+        ("CNAME chain", "www.tke-demo.cn.", RecordType::A, false),
+        ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A, false),
+        // A non-geo name asked with ECS: echoed with scope 0.
+        ("A with ECS", "tke-demo.cn.", RecordType::A, true),
+        // A geo app placed by the source address, then by ECS (100 regions' subnets).
+        ("geo A", "geo.tke-demo.cn.", RecordType::A, false),
+        ("geo A with ECS", "geo.tke-demo.cn.", RecordType::A, true),
     ] {
-        let packet = query(name, rtype, true);
+        let packet = query_ecs(name, rtype, true, ecs);
         c.bench_function(&format!("udp/fast path/{label}"), |b| {
             b.iter(|| {
                 let plain = PlainQuery::parse(black_box(&packet)).unwrap();
-                black_box(plain.answer(&table.load().wire, &mut out).unwrap())
+                black_box(plain.answer(&table.load(), src.ip(), &mut out).unwrap())
             })
         });
         c.bench_function(&format!("udp/general path/{label}"), |b| {

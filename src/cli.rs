@@ -64,6 +64,10 @@ pub enum Command {
         /// The query type.
         #[arg(long = "type", default_value = "A")]
         qtype: String,
+        /// Who asks, for `geo` apps: a subnet as EDNS Client Subnet carries it
+        /// (10.1.2.0/24), or an address as a resolver's source (10.1.2.3).
+        #[arg(long)]
+        client: Option<String>,
         #[command(flatten)]
         remote: Remote,
         #[arg(long)]

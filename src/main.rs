@@ -67,9 +67,10 @@ async fn run(command: Command) -> ExitCode {
         Command::Explain {
             name,
             qtype,
+            client,
             remote,
             json,
-        } => show_explain(&remote, &name, &qtype, json).await,
+        } => show_explain(&remote, &name, &qtype, client.as_deref(), json).await,
         Command::Override(cmd) => overrides(cmd).await,
         Command::Drill(cmd) => drills(cmd).await,
         Command::Demo => {
@@ -145,8 +146,14 @@ async fn show_status(remote: &Remote, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_explain(remote: &Remote, name: &str, qtype: &str, json: bool) -> anyhow::Result<()> {
-    let e = client(remote)?.explain(name, qtype).await?;
+async fn show_explain(
+    remote: &Remote,
+    name: &str,
+    qtype: &str,
+    asker: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let e = client(remote)?.explain(name, qtype, asker).await?;
     if json {
         return print_json(&e);
     }

@@ -39,6 +39,9 @@ pub const TRANSFER_RESULTS: [&str; 5] = ["full", "incremental", "current", "refu
 /// secondary and serial `answered` or, after the last try, `failed`.
 pub const NOTIFY_RESULTS: [&str; 3] = ["sent", "answered", "failed"];
 pub const QUORUM_VIEWS: &str = "gslb_quorum_views";
+pub const GEO_ANSWERS: &str = "gslb_geo_answers_total";
+/// The `region` label of `geo` answers to clients in no region.
+pub const REGION_UNMAPPED: &str = "unmapped";
 
 /// Query types counted by name; everything else is `other`.
 pub const QTYPES: [&str; 16] = [
@@ -64,6 +67,7 @@ pub struct Metrics {
     app_fail_open: IntGaugeVec,
     answer_changes: IntCounterVec,
     dns_queries: IntCounterVec,
+    geo_answers: IntCounterVec,
     override_active: IntGaugeVec,
     discovery_up: IntGaugeVec,
     rate_limited: IntCounterVec,
@@ -150,6 +154,14 @@ impl Metrics {
                 "DNS queries answered, by transport, query type and rcode.",
             ),
             &["transport", "qtype", "rcode"],
+        )
+        .unwrap();
+        let geo_answers = IntCounterVec::new(
+            Opts::new(
+                GEO_ANSWERS,
+                "Answers of `geo` apps, by app and the client's region (`unmapped`: in none).",
+            ),
+            &["app", "region"],
         )
         .unwrap();
         let build_info = IntGaugeVec::new(
@@ -269,6 +281,7 @@ impl Metrics {
             Box::new(app_fail_open.clone()),
             Box::new(answer_changes.clone()),
             Box::new(dns_queries.clone()),
+            Box::new(geo_answers.clone()),
             Box::new(build_info),
             Box::new(override_active.clone()),
             Box::new(discovery_up.clone()),
@@ -294,6 +307,7 @@ impl Metrics {
             app_fail_open,
             answer_changes,
             dns_queries,
+            geo_answers,
             override_active,
             discovery_up,
             rate_limited,
@@ -434,6 +448,12 @@ impl Metrics {
 
     pub fn count_answer_change(&self, app: &str) {
         self.answer_changes.with_label_values(&[app]).inc();
+    }
+
+    /// The counter of `geo` answers of `app` to clients of `region`, for the DNS path to
+    /// keep (it resolves each once per inventory, not per query).
+    pub fn geo_answer_counter(&self, app: &str, region: &str) -> IntCounter {
+        self.geo_answers.with_label_values(&[app, region])
     }
 
     /// Counts one answered query; indexes come from [`qtype_index`] and [`rcode_index`].

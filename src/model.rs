@@ -102,6 +102,9 @@ pub enum Policy {
     RoundRobin,
     /// One healthy cluster per answer, chosen in proportion to its weight.
     Weighted,
+    /// The healthy clusters of the client's region (from EDNS Client Subnet or the
+    /// resolver's address), else of the nearest region, else failover order.
+    Geo,
 }
 
 impl Policy {
@@ -111,6 +114,7 @@ impl Policy {
             Policy::Failover => "failover",
             Policy::RoundRobin => "round-robin",
             Policy::Weighted => "weighted",
+            Policy::Geo => "geo",
         }
     }
 }
@@ -275,6 +279,82 @@ pub struct Inventory {
     /// Changes whenever the endpoints change, so probe results of an older inventory
     /// are recognized and dropped.
     pub generation: u64,
+    /// Client regions for the `geo` policy (`[geo]` of the config).
+    pub geo: Geo,
+}
+
+/// `[geo]`: how clients map to regions, for apps with the `geo` policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Geo {
+    /// The regions clients can be in, in config order; an index is a region id.
+    pub regions: Vec<GeoRegion>,
+    /// Where clients that match no subnet go; `None`: failover order.
+    pub default_region: Option<usize>,
+    /// The longest EDNS Client Subnet prefixes believed; longer ones are cut to these.
+    pub ecs_ipv4_prefix: u8,
+    pub ecs_ipv6_prefix: u8,
+}
+
+impl Default for Geo {
+    fn default() -> Self {
+        Self {
+            regions: Vec::new(),
+            default_region: None,
+            ecs_ipv4_prefix: DEFAULT_ECS_IPV4_PREFIX,
+            ecs_ipv6_prefix: DEFAULT_ECS_IPV6_PREFIX,
+        }
+    }
+}
+
+/// `addr` with every bit past the first `len` cleared.
+pub fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+/// Default cap on believed ECS prefixes: what RFC 7871 §11.1 recommends resolvers send.
+pub const DEFAULT_ECS_IPV4_PREFIX: u8 = 24;
+pub const DEFAULT_ECS_IPV6_PREFIX: u8 = 56;
+
+/// One client region: the subnets whose clients are in it, and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoRegion {
+    /// Matches the `region` of clusters.
+    pub name: String,
+    /// Network address (host bits zero) and prefix length.
+    pub subnets: Vec<(IpAddr, u8)>,
+    /// Latitude and longitude in degrees, for "nearest region".
+    pub location: Option<(f64, f64)>,
+}
+
+impl GeoRegion {
+    /// Great-circle distance to another region in km, when both have a location.
+    pub fn distance_km(&self, other: &GeoRegion) -> Option<f64> {
+        let ((lat1, lon1), (lat2, lon2)) = (self.location?, other.location?);
+        let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+        let dp = p2 - p1;
+        let dl = (lon2 - lon1).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        Some(2.0 * 6371.0 * a.sqrt().min(1.0).asin())
+    }
 }
 
 impl Inventory {
@@ -322,6 +402,7 @@ impl Inventory {
             targets: list,
             endpoints,
             generation: 0,
+            geo: Geo::default(),
         }
     }
 

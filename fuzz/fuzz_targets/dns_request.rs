@@ -20,7 +20,28 @@ use libfuzzer_sys::fuzz_target;
 fn handler() -> &'static Handler {
     static HANDLER: OnceLock<Handler> = OnceLock::new();
     HANDLER.get_or_init(|| {
-        let config = gslb::config::parse(gslb::demo::CONFIG, "demo").unwrap();
+        // The demo, plus a `geo` app whose answers depend on the client (the source
+        // address or an EDNS Client Subnet in the input).
+        let text = format!(
+            "{}\n{}",
+            gslb::demo::CONFIG,
+            r#"
+[[app]]
+name = "geo.tke-demo.cn"
+policy = "geo"
+probe = { kind = "tcp", port = 80 }
+[geo]
+[[geo.region]]
+name = "ap-guangzhou"
+subnets = ["127.0.0.0/8", "10.1.0.0/16"]
+[[geo.region]]
+name = "elsewhere"
+subnets = ["10.2.0.0/16", "10.2.128.0/20", "2001:db8::/32"]
+lat = 31.2
+lon = 121.5
+"#
+        );
+        let config = gslb::config::parse(&text, "demo").unwrap();
         let inventory = Arc::new(config.inventory);
         let table = AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1);
         Handler::new(
@@ -45,7 +66,15 @@ fn meaning(bytes: &[u8]) -> Option<(String, Vec<String>, Vec<String>, Vec<String
         sorted(&m.answers),
         sorted(&m.authorities),
         sorted(&m.additionals),
-        format!("{:?}", m.edns.map(|e| (e.max_payload(), e.version()))),
+        format!(
+            "{:?}",
+            m.edns.map(|e| (
+                e.max_payload(),
+                e.version(),
+                e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+                    .cloned()
+            ))
+        ),
     ))
 }
 
@@ -58,7 +87,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = handler.answer_transfer(data, src, true);
     if let Some(plain) = PlainQuery::parse(data) {
         let mut out = vec![0u8; OUT_CAPACITY];
-        if let Some((len, _)) = plain.answer(&handler.table().load().wire, &mut out) {
+        if let Some(fast) = plain.answer(&handler.table().load(), src.ip(), &mut out) {
+            let len = fast.len;
             let general = general.expect("the general path answers what the fast path answers");
             assert_eq!(
                 meaning(&out[..len]),

@@ -132,9 +132,18 @@ impl AdminClient {
         Ok(r.json().await?)
     }
 
-    pub async fn explain(&self, name: &str, qtype: &str) -> anyhow::Result<Explanation> {
-        self.get("/api/v1/explain", &[("name", name), ("type", qtype)])
-            .await
+    /// `client`: who asks, for `geo` apps (`10.1.2.0/24` or `10.1.2.3`).
+    pub async fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: Option<&str>,
+    ) -> anyhow::Result<Explanation> {
+        let mut query = vec![("name", name), ("type", qtype)];
+        if let Some(c) = client {
+            query.push(("client", c));
+        }
+        self.get("/api/v1/explain", &query).await
     }
 
     pub async fn drills(&self) -> anyhow::Result<Vec<DrillRecord>> {

@@ -12,7 +12,10 @@ use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::{Deserialize, Serialize};
 
 use super::{AdminState, error};
-use crate::answer::{AnswerTable, Outcome};
+use std::net::IpAddr;
+
+use crate::answer::plan::RegionPlan;
+use crate::answer::{AnswerTable, Client, Outcome};
 use crate::health::{HealthSnapshot, Override, State as Health};
 use crate::model::{Inventory, Policy};
 
@@ -21,6 +24,9 @@ pub struct ExplainQuery {
     pub name: String,
     #[serde(rename = "type", default = "default_type")]
     pub qtype: String,
+    /// `10.1.2.0/24` (as an EDNS Client Subnet) or `10.1.2.3` (as a resolver's address):
+    /// who asks, for `geo` apps.
+    pub client: Option<String>,
 }
 
 fn default_type() -> String {
@@ -38,6 +44,38 @@ pub struct Explanation {
     pub records: Vec<String>,
     /// Present when the name is an app.
     pub app: Option<AppExplanation>,
+    /// Present when a client was given: where it is placed and what it gets.
+    #[serde(default)]
+    pub client: Option<ClientExplanation>,
+}
+
+/// Where a client lands under the `geo` policy, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientExplanation {
+    /// As given.
+    pub client: String,
+    /// What is looked up after the ECS cap, e.g. `10.1.2.0/24`.
+    pub believed: String,
+    /// The client's region; `None` when it is in none.
+    pub region: Option<String>,
+    /// `subnet` (a `[[geo.region]]` subnet matched), `default_region`, or `unmapped`.
+    pub rule: String,
+    /// The subnet that matched, for `subnet`.
+    pub matched: Option<String>,
+    /// The ECS SCOPE PREFIX-LENGTH its answer carries.
+    pub scope: u8,
+    /// How the region's answer was chosen; `None` for a name that is not a `geo` app.
+    pub via: Option<String>,
+    /// The clusters it is answered with.
+    pub clusters: Vec<String>,
+}
+
+/// One region's answer under the `geo` policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionExplanation {
+    pub region: String,
+    pub via: String,
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +94,9 @@ pub struct AppExplanation {
     pub adaptive_ttl_min: Option<u32>,
     pub fail_open: bool,
     pub clusters: Vec<ClusterExplanation>,
+    /// `geo` only: the answer of each client region.
+    #[serde(default)]
+    pub regions: Vec<RegionExplanation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,8 +137,43 @@ pub async fn handler(State(s): State<AdminState>, Query(q): Query<ExplainQuery>)
         );
     };
     name.set_fqdn(true);
+    let client = match q.client.as_deref().map(parse_client) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let (health, table) = s.current();
-    Json(explain(&health.inventory, &health, &table, &name, qtype)).into_response()
+    Json(explain(
+        &health.inventory,
+        &health,
+        &table,
+        &name,
+        qtype,
+        client,
+    ))
+    .into_response()
+}
+
+/// `10.1.2.0/24` is an ECS subnet (bits past the prefix are cleared), `10.1.2.3` a
+/// resolver's address.
+pub fn parse_client(text: &str) -> Result<Client, String> {
+    let bad = || format!("`{text}` is not an address or a subnet such as 10.1.2.0/24");
+    match text.trim().split_once('/') {
+        None => IpAddr::from_str(text.trim())
+            .map(Client::Resolver)
+            .map_err(|_| bad()),
+        Some((addr, len)) => {
+            let addr = IpAddr::from_str(addr).map_err(|_| bad())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(bad)?;
+            Ok(if len == 0 {
+                // ECS /0 asks that the client's address not be used: see the DNS path.
+                Client::Subnet(crate::model::mask(addr, 0), 0)
+            } else {
+                Client::Subnet(crate::model::mask(addr, len), len)
+            })
+        }
+    }
 }
 
 /// Builds the explanation; pure.
@@ -107,8 +183,11 @@ pub fn explain(
     table: &AnswerTable,
     name: &Name,
     qtype: RecordType,
+    client: Option<Client>,
 ) -> Explanation {
-    let found = table.peek(&LowerName::new(name), qtype);
+    // An ECS /0 is answered as for the resolver; explain has none, so it is in no region.
+    let lookup_client = client.filter(|c| !matches!(c, Client::Subnet(_, 0)));
+    let found = table.peek(&LowerName::new(name), qtype, lookup_client);
     let outcome = match found.outcome {
         Outcome::Answer => "answer",
         Outcome::NoData => "nodata",
@@ -120,17 +199,68 @@ pub fn explain(
         .chain(found.soa)
         .map(|r| format!("{} {} IN {} {}", r.name, r.ttl, r.record_type(), r.data))
         .collect();
-    let app = inv
+    let app_index = inv
         .apps
         .iter()
-        .position(|a| a.name.to_lowercase() == name.to_lowercase())
-        .map(|a| explain_app(inv, health, table, a));
+        .position(|a| a.name.to_lowercase() == name.to_lowercase());
+    let located = lookup_client.map(|c| table.geo.locate(c));
+    let region_plan = app_index.and_then(|a| {
+        let plan = &table.apps[a];
+        let region = located.and_then(|l| l.region)?;
+        plan.regions.get(region)
+    });
+    let app = app_index.map(|a| explain_app(inv, health, table, a, region_plan));
+    let client = client.map(|given| {
+        let located = located.unwrap_or_else(|| {
+            table
+                .geo
+                .locate(Client::Resolver(std::net::Ipv4Addr::UNSPECIFIED.into()))
+        });
+        let geo_app = app_index.filter(|&a| inv.apps[a].policy == Policy::Geo);
+        let (via, clusters) = match (geo_app, region_plan) {
+            (None, _) => (None, Vec::new()),
+            (Some(_), Some(r)) => (Some(r.via.describe(&inv.geo)), r.clusters.clone()),
+            (Some(a), None) => (
+                Some("in no region: failover order".to_owned()),
+                table.apps[a].clusters.clone(),
+            ),
+        };
+        ClientExplanation {
+            client: match given {
+                Client::Resolver(ip) => ip.to_string(),
+                Client::Subnet(ip, len) => format!("{ip}/{len}"),
+            },
+            believed: match given {
+                Client::Subnet(_, 0) => {
+                    "none: ECS /0 is answered for the resolver's address".to_owned()
+                }
+                _ => format!("{}/{}", located.believed.0, located.believed.1),
+            },
+            region: located
+                .region
+                .and_then(|r| inv.geo.regions.get(r))
+                .map(|r| r.name.clone()),
+            rule: located.rule.as_str().to_owned(),
+            matched: located.matched.map(|(ip, len)| format!("{ip}/{len}")),
+            scope: if geo_app.is_some() && lookup_client.is_some() {
+                located.scope
+            } else {
+                0
+            },
+            via,
+            clusters: clusters
+                .iter()
+                .map(|&c| inv.clusters[c].name.clone())
+                .collect(),
+        }
+    });
     Explanation {
         name: name.to_ascii(),
         qtype: qtype.to_string(),
         outcome: outcome.to_owned(),
         records,
         app,
+        client,
     }
 }
 
@@ -139,9 +269,11 @@ fn explain_app(
     health: &HealthSnapshot,
     table: &AnswerTable,
     app: usize,
+    region_plan: Option<&RegionPlan>,
 ) -> AppExplanation {
     let spec = &inv.apps[app];
     let plan = &table.apps[app];
+    let answered = region_plan.map_or(&plan.clusters, |r| &r.clusters);
     let usable: Vec<usize> = inv
         .targets_of(app)
         .filter(|&t| health.targets[t].state.is_usable())
@@ -160,7 +292,7 @@ fn explain_app(
             let ci = inv.targets[t].cluster;
             let cluster = &inv.clusters[ci];
             let th = &health.targets[t];
-            let in_answer = plan.clusters.contains(&ci);
+            let in_answer = answered.contains(&ci);
             let vips: Vec<VipExplanation> = inv
                 .endpoints_of(t)
                 .map(|i| (&inv.endpoints[i], &health.endpoints[i]))
@@ -241,6 +373,11 @@ fn explain_app(
                         cluster.weight,
                         total_weight.max(1)
                     ),
+                    Policy::Geo => format!(
+                        "{}, region `{}`: answered to the clients its region serves (see regions)",
+                        th.state.as_str(),
+                        cluster.region
+                    ),
                 }
             };
             ClusterExplanation {
@@ -264,6 +401,20 @@ fn explain_app(
         adaptive_ttl_min: plan.ttl.adaptive_min,
         fail_open: plan.fail_open,
         clusters,
+        regions: plan
+            .regions
+            .iter()
+            .zip(&inv.geo.regions)
+            .map(|(r, region)| RegionExplanation {
+                region: region.name.clone(),
+                via: r.via.describe(&inv.geo),
+                clusters: r
+                    .clusters
+                    .iter()
+                    .map(|&c| inv.clusters[c].name.clone())
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -293,6 +444,19 @@ pub fn render(e: &Explanation) -> String {
         if app.adaptive_ttl_min.is_some() {
             let _ = writeln!(out, "  ttl {now}s: {}", app.ttl_why);
         }
+        for r in &app.regions {
+            let _ = writeln!(
+                out,
+                "  region {}: {} ({})",
+                r.region,
+                if r.clusters.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.clusters.join(", ")
+                },
+                r.via
+            );
+        }
         for c in &app.clusters {
             let _ = writeln!(
                 out,
@@ -313,6 +477,32 @@ pub fn render(e: &Explanation) -> String {
                     v.last_probe.as_deref().unwrap_or("none")
                 );
             }
+        }
+    }
+    if let Some(c) = &e.client {
+        let _ = writeln!(
+            out,
+            "client {} (looked up as {}): region {} by rule {}{}, ECS scope /{}",
+            c.client,
+            c.believed,
+            c.region.as_deref().unwrap_or("none"),
+            c.rule,
+            c.matched
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
+            c.scope
+        );
+        if let Some(via) = &c.via {
+            let _ = writeln!(
+                out,
+                "  answered with {}: {via}",
+                if c.clusters.is_empty() {
+                    "-".to_owned()
+                } else {
+                    c.clusters.join(", ")
+                }
+            );
         }
     }
     let _ = writeln!(out, "records now:");

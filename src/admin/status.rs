@@ -139,6 +139,22 @@ pub struct AppStatus {
     /// Why the answers carry that TTL.
     #[serde(default)]
     pub ttl_why: String,
+    /// `geo` only: what the clients of each region get (`clusters` and `answer` above are
+    /// then what clients in no region get).
+    #[serde(default)]
+    pub regions: Vec<RegionStatus>,
+}
+
+/// One client region of a `geo` app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    pub region: String,
+    /// Its subnets as configured.
+    pub subnets: Vec<String>,
+    /// How its answer was chosen: its own clusters, the nearest region's, failover order.
+    pub via: String,
+    pub clusters: Vec<String>,
+    pub answer: Vec<String>,
 }
 
 fn time(t: SystemTime) -> String {
@@ -215,6 +231,35 @@ pub fn report(
             ttl: plan.ttl.seconds,
             ttl_unsteady: plan.ttl.unsteady.is_some(),
             ttl_why: plan.ttl.why(&table.inventory, i),
+            regions: plan
+                .regions
+                .iter()
+                .zip(&inventory.geo.regions)
+                .map(|(r, region)| {
+                    let mut answer: Vec<String> = Vec::new();
+                    for ip in r.v4.iter().chain(&r.v6).flatten() {
+                        let ip = ip.to_string();
+                        if !answer.contains(&ip) {
+                            answer.push(ip);
+                        }
+                    }
+                    RegionStatus {
+                        region: region.name.clone(),
+                        subnets: region
+                            .subnets
+                            .iter()
+                            .map(|(ip, len)| format!("{ip}/{len}"))
+                            .collect(),
+                        via: r.via.describe(&inventory.geo),
+                        clusters: r
+                            .clusters
+                            .iter()
+                            .map(|&c| inventory.clusters[c].name.clone())
+                            .collect(),
+                        answer,
+                    }
+                })
+                .collect(),
         })
         .collect();
     StatusReport {
@@ -377,6 +422,14 @@ pub fn render(report: &StatusReport) -> String {
             if a.fail_open { "YES" } else { "no" },
             format!("{}s", a.ttl)
         );
+        for r in &a.regions {
+            let answer = if r.answer.is_empty() {
+                "(nothing)".to_owned()
+            } else {
+                r.answer.join(" ")
+            };
+            let _ = writeln!(out, "  region {:<15} {answer}  ({})", r.region, r.via);
+        }
     }
     // Targets on which the quorum and this instance's own probes disagree.
     let outvoted: Vec<(&TargetStatus, &VipStatus, crate::health::quorum::Votes)> = report

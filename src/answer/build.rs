@@ -9,9 +9,9 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::plan::{self, rotations};
 use super::version::{Versions, ZoneVersion};
 use super::wire::WireIndex;
-use super::{AnswerTable, Node, RrSet, ZoneTable};
+use super::{AnswerTable, GeoIndex, GeoSet, Node, RrSet, ZoneTable};
 use crate::health::HealthSnapshot;
-use crate::model::Zone;
+use crate::model::{Policy, Zone};
 
 /// SOA timers, for secondaries: NOTIFY brings them each change at once, and a refresh
 /// every hour catches a lost NOTIFY. Common values.
@@ -35,7 +35,7 @@ impl AnswerTable {
             .map(|app| plan::plan(inventory, app, health))
             .collect();
         let mut zones: Vec<ZoneTable> = inventory.zones.iter().map(|z| zone_table(z, 0)).collect();
-        for (spec, plan) in inventory.apps.iter().zip(&apps) {
+        for (app, (spec, plan)) in inventory.apps.iter().zip(&apps).enumerate() {
             let Some(zone) = zones
                 .iter_mut()
                 .filter(|z| z.origin.zone_of(&LowerName::new(&spec.name)))
@@ -54,12 +54,24 @@ impl AnswerTable {
                     .collect()
             };
             let node = zone.node(&spec.name);
-            if !plan.v4.is_empty() {
-                node.sets.push(RrSet::new(RecordType::A, records(&plan.v4)));
-            }
-            if !plan.v6.is_empty() {
-                node.sets
-                    .push(RrSet::new(RecordType::AAAA, records(&plan.v6)));
+            for (rtype, v4) in [(RecordType::A, true), (RecordType::AAAA, false)] {
+                let family = |v4s: &Vec<Vec<IpAddr>>, v6s: &Vec<Vec<IpAddr>>| {
+                    if v4 { v4s.clone() } else { v6s.clone() }
+                };
+                let top = family(&plan.v4, &plan.v6);
+                let regions: Vec<Vec<Vec<Record>>> = plan
+                    .regions
+                    .iter()
+                    .map(|r| records(&family(&r.v4, &r.v6)))
+                    .collect();
+                if top.is_empty() && regions.iter().all(Vec::is_empty) {
+                    continue;
+                }
+                let mut set = RrSet::new(rtype, records(&top));
+                if spec.policy == Policy::Geo {
+                    set.geo = Some(GeoSet { app, regions });
+                }
+                node.sets.push(set);
             }
         }
         let mut versions = Versions::new();
@@ -76,6 +88,7 @@ impl AnswerTable {
             journal: Default::default(),
             inventory: health.inventory.clone(),
             wire: WireIndex::default(),
+            geo: GeoIndex::build(&inventory.geo),
         };
         table.add_glue();
         table.wire = WireIndex::build(&table.zones);

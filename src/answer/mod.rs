@@ -6,6 +6,7 @@
 //! returns borrowed records: serving a query allocates nothing here.
 
 mod build;
+pub mod geo;
 pub mod journal;
 pub mod plan;
 pub mod ttl;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
+pub use geo::{Client, GeoIndex, Located};
 pub use plan::AppPlan;
 pub use version::{Versions, ZoneCopy, ZoneVersion};
 
@@ -37,6 +39,8 @@ pub struct AnswerTable {
     pub inventory: std::sync::Arc<crate::model::Inventory>,
     /// The same answers pre-encoded, for the UDP fast path.
     pub wire: wire::WireIndex,
+    /// Client → region, for the sets of `geo` apps.
+    pub geo: GeoIndex,
 }
 
 #[derive(Debug)]
@@ -61,6 +65,15 @@ struct RrSet {
     next: AtomicUsize,
     /// Glue for NS and MX targets inside our zones.
     additional: Vec<Record>,
+    /// A `geo` app's set: the app, and the variants of each region (`variants` then
+    /// serve clients in no region).
+    geo: Option<GeoSet>,
+}
+
+#[derive(Debug)]
+struct GeoSet {
+    app: usize,
+    regions: Vec<Vec<Vec<Record>>>,
 }
 
 impl RrSet {
@@ -70,20 +83,35 @@ impl RrSet {
             variants,
             next: AtomicUsize::new(0),
             additional: Vec::new(),
+            geo: None,
+        }
+    }
+
+    /// The variants served to clients of `region` (`None`: in no region).
+    fn variants_for(&self, region: Option<usize>) -> &[Vec<Record>] {
+        match (&self.geo, region) {
+            (Some(geo), Some(r)) => geo.regions.get(r).map_or(&self.variants, |v| v),
+            _ => &self.variants,
         }
     }
 
     /// The variant for this query: the next in turn when there are several.
-    fn pick(&self) -> &[Record] {
-        match self.variants.len() {
+    fn pick(&self, region: Option<usize>) -> &[Record] {
+        let variants = self.variants_for(region);
+        match variants.len() {
             0 => &[],
-            1 => &self.variants[0],
-            n => &self.variants[self.next.fetch_add(1, Ordering::Relaxed) % n],
+            1 => &variants[0],
+            n => &variants[self.next.fetch_add(1, Ordering::Relaxed) % n],
         }
     }
 
+    /// The first variant for `region`, moving no rotation.
+    fn first_for(&self, region: Option<usize>) -> &[Record] {
+        self.variants_for(region).first().map_or(&[], Vec::as_slice)
+    }
+
     fn first(&self) -> &[Record] {
-        self.variants.first().map_or(&[], Vec::as_slice)
+        self.first_for(None)
     }
 }
 
@@ -109,6 +137,16 @@ pub struct Response<'a> {
     /// SOA for the authority section of negative answers.
     pub soa: Option<&'a Record>,
     pub additional: &'a [Record],
+    /// Set when a `geo` app's set answered: the app, and where the client was placed.
+    pub geo: Option<(usize, Located)>,
+}
+
+impl Response<'_> {
+    /// The ECS SCOPE PREFIX-LENGTH to echo: how much of the client's address the answer
+    /// depended on (0 unless a `geo` set answered).
+    pub fn scope(&self) -> u8 {
+        self.geo.map_or(0, |(_, l)| l.scope)
+    }
 }
 
 impl<'a> Response<'a> {
@@ -119,6 +157,7 @@ impl<'a> Response<'a> {
             chain_len: 0,
             soa: None,
             additional: &[],
+            geo: None,
         }
     }
 
@@ -137,21 +176,33 @@ impl<'a> Response<'a> {
 }
 
 impl AnswerTable {
-    /// Answers `qname`/`qtype` from the table, serving rotating sets in turn.
-    pub fn lookup(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
-        self.resolve(qname, qtype, RrSet::pick)
+    /// Answers `qname`/`qtype` from the table, serving rotating sets in turn. `client`
+    /// places the asker for `geo` apps (`None`: in no region).
+    pub fn lookup(
+        &self,
+        qname: &LowerName,
+        qtype: RecordType,
+        client: Option<Client>,
+    ) -> Response<'_> {
+        self.resolve(qname, qtype, client, RrSet::pick)
     }
 
     /// Like [`lookup`](Self::lookup) but without moving any rotation: for `explain`.
-    pub fn peek(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
-        self.resolve(qname, qtype, RrSet::first)
+    pub fn peek(
+        &self,
+        qname: &LowerName,
+        qtype: RecordType,
+        client: Option<Client>,
+    ) -> Response<'_> {
+        self.resolve(qname, qtype, client, RrSet::first_for)
     }
 
     fn resolve<'a>(
         &'a self,
         qname: &LowerName,
         qtype: RecordType,
-        choose: fn(&'a RrSet) -> &'a [Record],
+        client: Option<Client>,
+        choose: fn(&'a RrSet, Option<usize>) -> &'a [Record],
     ) -> Response<'a> {
         let Some(zone) = self.zone_of(qname) else {
             return Response::new(Outcome::Refused);
@@ -172,7 +223,24 @@ impl AnswerTable {
                 node.sets.iter().find(|s| s.rtype == qtype)
             };
             if let Some(set) = wanted {
-                response.push(choose(set));
+                let region = match &set.geo {
+                    None => None,
+                    Some(geo) => {
+                        let located = client.map(|c| self.geo.locate(c));
+                        if let Some(l) = located {
+                            response.geo = Some((geo.app, l));
+                        }
+                        located.and_then(|l| l.region)
+                    }
+                };
+                let records = choose(set, region);
+                if records.is_empty() && set.geo.is_some() {
+                    // This region's answer has no address of this family.
+                    response.outcome = Outcome::NoData;
+                    response.soa = Some(&zone.negative_soa);
+                    return response;
+                }
+                response.push(records);
                 response.additional = &set.additional;
                 return response;
             }
@@ -181,7 +249,7 @@ impl AnswerTable {
                 response.soa = Some(&zone.negative_soa);
                 return response;
             };
-            let records = choose(cname);
+            let records = choose(cname, None);
             response.push(records);
             let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
                 return response;
@@ -213,6 +281,8 @@ fn zone_of<'a>(zones: &'a [ZoneTable], name: &LowerName) -> Option<&'a ZoneTable
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod geo_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]

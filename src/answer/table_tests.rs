@@ -14,7 +14,7 @@ fn table(policy: &str, states: &[crate::health::State]) -> AnswerTable {
 }
 
 fn rdata(t: &AnswerTable, q: &str, qtype: RecordType) -> Vec<String> {
-    t.lookup(&name(q), qtype)
+    t.lookup(&name(q), qtype, None)
         .answers()
         .map(|r| r.data.to_string())
         .collect()
@@ -23,7 +23,7 @@ fn rdata(t: &AnswerTable, q: &str, qtype: RecordType) -> Vec<String> {
 #[test]
 fn app_name_answers_with_the_planned_vip() {
     let t = table("failover", &[Up, Up]);
-    let r = t.lookup(&name("tke-demo.cn."), RecordType::A);
+    let r = t.lookup(&name("tke-demo.cn."), RecordType::A, None);
     assert_eq!(r.outcome, Outcome::Answer);
     assert_eq!(rdata(&t, "tke-demo.cn.", RecordType::A), vec!["127.0.1.1"]);
     let t = table("failover", &[Down, Up]);
@@ -33,7 +33,7 @@ fn app_name_answers_with_the_planned_vip() {
 #[test]
 fn ipv4_only_app_gives_nodata_for_aaaa() {
     let t = table("failover", &[Up, Up]);
-    let r = t.lookup(&name("tke-demo.cn."), RecordType::AAAA);
+    let r = t.lookup(&name("tke-demo.cn."), RecordType::AAAA, None);
     assert_eq!(r.outcome, Outcome::NoData);
     assert_eq!(r.answers().count(), 0);
     assert!(matches!(r.soa.unwrap().data, RData::SOA(_)));
@@ -42,7 +42,7 @@ fn ipv4_only_app_gives_nodata_for_aaaa() {
 #[test]
 fn missing_names_are_nxdomain_with_the_negative_soa() {
     let t = table("failover", &[Up, Up]);
-    let r = t.lookup(&name("nothing.tke-demo.cn."), RecordType::A);
+    let r = t.lookup(&name("nothing.tke-demo.cn."), RecordType::A, None);
     assert_eq!(r.outcome, Outcome::NxDomain);
     let soa = r.soa.unwrap();
     // RFC 2308: negative TTL is min(SOA TTL 300, MINIMUM 60).
@@ -56,11 +56,13 @@ fn missing_names_are_nxdomain_with_the_negative_soa() {
 fn empty_non_terminals_are_nodata() {
     let t = table("failover", &[Up, Up]);
     assert_eq!(
-        t.lookup(&name("a.b.tke-demo.cn."), RecordType::A).outcome,
+        t.lookup(&name("a.b.tke-demo.cn."), RecordType::A, None)
+            .outcome,
         Outcome::NoData
     );
     assert_eq!(
-        t.lookup(&name("b.tke-demo.cn."), RecordType::TXT).outcome,
+        t.lookup(&name("b.tke-demo.cn."), RecordType::TXT, None)
+            .outcome,
         Outcome::NoData
     );
     assert_eq!(
@@ -74,7 +76,7 @@ fn names_outside_our_zones_are_refused() {
     let t = table("failover", &[Up, Up]);
     for q in ["example.com.", "cn.", "xtke-demo.cn."] {
         assert_eq!(
-            t.lookup(&name(q), RecordType::A).outcome,
+            t.lookup(&name(q), RecordType::A, None).outcome,
             Outcome::Refused,
             "{q}"
         );
@@ -103,7 +105,7 @@ fn cnames_are_followed_inside_our_zones() {
 #[test]
 fn ns_and_mx_carry_glue_for_names_we_serve() {
     let t = table("failover", &[Up, Up]);
-    let r = t.lookup(&name("tke-demo.cn."), RecordType::NS);
+    let r = t.lookup(&name("tke-demo.cn."), RecordType::NS, None);
     assert_eq!(r.answers().count(), 2);
     let glue: Vec<String> = r
         .additional
@@ -111,7 +113,7 @@ fn ns_and_mx_carry_glue_for_names_we_serve() {
         .map(|r| format!("{} {}", r.name, r.data))
         .collect();
     assert_eq!(glue, vec!["ns1.tke-demo.cn. 127.0.0.1"]);
-    let r = t.lookup(&name("tke-demo.cn."), RecordType::MX);
+    let r = t.lookup(&name("tke-demo.cn."), RecordType::MX, None);
     let glue: Vec<String> = r.additional.iter().map(|r| r.data.to_string()).collect();
     assert_eq!(glue, vec!["2001:db8::25"]);
 }
@@ -159,7 +161,7 @@ fn weighted_answers_in_proportion() {
 #[test]
 fn any_is_answered_with_one_record_set() {
     let t = table("failover", &[Up, Up]);
-    let r = t.lookup(&name("tke-demo.cn."), RecordType::ANY);
+    let r = t.lookup(&name("tke-demo.cn."), RecordType::ANY, None);
     assert_eq!(r.outcome, Outcome::Answer);
     let types: std::collections::HashSet<RecordType> =
         r.answers().map(|r| r.record_type()).collect();
@@ -190,7 +192,7 @@ probe = { kind = "tcp", port = 80 }
 fn a_zone_keeps_its_serial_until_its_content_changes() {
     let inv = two_clusters("failover");
     let serial = |t: &AnswerTable| {
-        let soa = t.lookup(&name("tke-demo.cn."), RecordType::SOA);
+        let soa = t.lookup(&name("tke-demo.cn."), RecordType::SOA, None);
         match &soa.answers().next().unwrap().data {
             RData::SOA(s) => s.serial,
             other => panic!("{other:?}"),
@@ -206,7 +208,7 @@ fn a_zone_keeps_its_serial_until_its_content_changes() {
     // Failover: a new serial, in the SOA, the negative answers and the transfer copy.
     let moved = AnswerTable::build_versioned(&health(&inv, &[Down, Up]), &same.versions, 2000);
     assert_eq!(serial(&moved), 2000);
-    let nx = moved.lookup(&name("nothing.tke-demo.cn."), RecordType::A);
+    let nx = moved.lookup(&name("nothing.tke-demo.cn."), RecordType::A, None);
     assert!(matches!(&nx.soa.unwrap().data, RData::SOA(s) if s.serial == 2000));
     let copy = moved.zone_copy(0).unwrap();
     assert_eq!(copy.serial, 2000);

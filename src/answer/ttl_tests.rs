@@ -256,7 +256,7 @@ fn the_table_serves_the_chosen_ttl() {
     let inv = adaptive(5);
     let peek = |t: &AnswerTable| -> Vec<u32> {
         let name = LowerName::new(&Name::from_ascii("tke-demo.cn.").unwrap());
-        t.peek(&name, RecordType::A)
+        t.peek(&name, RecordType::A, None)
             .answers()
             .map(|r| r.ttl)
             .collect()

@@ -43,7 +43,13 @@ struct WireSet {
     rtype: u16,
     variants: Vec<Box<[u8]>>,
     next: AtomicUsize,
+    /// A `geo` app's set: the app, and the variants of each region (`variants` then
+    /// serve clients in no region).
+    geo: Option<(usize, Vec<Variants>)>,
 }
+
+/// The encoded variants of one set, served in turn.
+type Variants = Vec<Box<[u8]>>;
 
 /// What NXDOMAIN answers under one zone carry after the question.
 #[derive(Debug)]
@@ -83,9 +89,13 @@ impl WireIndex {
             };
             for (name, node) in &zone.nodes {
                 let Some(key) = wire_name(name) else { continue };
-                if let Some(wire) = WireNode::build(zones, zone, name, node) {
-                    index.names.insert(key, wire);
-                }
+                // A name the index cannot answer is still held, so that it is never
+                // taken for a missing name (NXDOMAIN): every query of it goes slow.
+                let wire = WireNode::build(zones, zone, name, node).unwrap_or(WireNode {
+                    sets: Vec::new(),
+                    other: None,
+                });
+                index.names.insert(key, wire);
             }
             index.zones.insert(
                 origin,
@@ -98,17 +108,39 @@ impl WireIndex {
     }
 
     /// The answer to `qname` (lowercase wire form, ending in the root label) and `qtype`,
-    /// moving the rotation of sets served in turn.
-    pub fn answer(&self, qname: &[u8], qtype: u16) -> WireAnswer<'_> {
+    /// moving the rotation of sets served in turn. When a `geo` app's set answers,
+    /// `locate` is called with the app and returns the client's region.
+    pub fn answer(
+        &self,
+        qname: &[u8],
+        qtype: u16,
+        locate: impl FnOnce(usize) -> Option<usize>,
+    ) -> WireAnswer<'_> {
         if is_special(qtype) {
             return WireAnswer::Slow;
         }
         if let Some(node) = self.names.get(qname) {
             if let Some(set) = node.sets.iter().find(|s| s.rtype == qtype) {
-                let variant = match set.variants.len() {
+                let variants = match &set.geo {
+                    None => &set.variants,
+                    Some((app, regions)) => {
+                        let region = locate(*app);
+                        let variants = region.and_then(|r| regions.get(r)).unwrap_or(&set.variants);
+                        if variants.is_empty() {
+                            // This region's answer has no address of this type: NODATA
+                            // (after the chain that led here), as the general path says.
+                            return match &node.other {
+                                Some((m, rcode)) => WireAnswer::Message(m, *rcode),
+                                None => WireAnswer::Slow,
+                            };
+                        }
+                        variants
+                    }
+                };
+                let variant = match variants.len() {
                     0 => return WireAnswer::Slow,
-                    1 => &set.variants[0],
-                    n => &set.variants[set.next.fetch_add(1, Ordering::Relaxed) % n],
+                    1 => &variants[0],
+                    n => &variants[set.next.fetch_add(1, Ordering::Relaxed) % n],
                 };
                 return WireAnswer::Message(variant, ResponseCode::NoError);
             }
@@ -142,25 +174,37 @@ impl WireNode {
     fn build(zones: &[ZoneTable], zone: &ZoneTable, name: &LowerName, node: &Node) -> Option<Self> {
         let owner = Name::from(name);
         let set = |rtype: RecordType, prefix: &[Record], set: &RrSet| -> Option<WireSet> {
-            let variants = set
-                .variants
-                .iter()
-                .map(|records| {
-                    let answers: Vec<Record> = prefix.iter().chain(records).cloned().collect();
-                    encode(
-                        &owner,
-                        rtype,
-                        ResponseCode::NoError,
-                        &answers,
-                        &[],
-                        &set.additional,
-                    )
-                })
-                .collect::<Option<Vec<_>>>()?;
+            let encode_all = |variants: &[Vec<Record>]| {
+                variants
+                    .iter()
+                    .map(|records| {
+                        let answers: Vec<Record> = prefix.iter().chain(records).cloned().collect();
+                        encode(
+                            &owner,
+                            rtype,
+                            ResponseCode::NoError,
+                            &answers,
+                            &[],
+                            &set.additional,
+                        )
+                    })
+                    .collect::<Option<Vec<_>>>()
+            };
+            let geo = match &set.geo {
+                None => None,
+                Some(g) => Some((
+                    g.app,
+                    g.regions
+                        .iter()
+                        .map(|v| encode_all(v))
+                        .collect::<Option<Vec<_>>>()?,
+                )),
+            };
             Some(WireSet {
                 rtype: u16::from(rtype),
-                variants,
+                variants: encode_all(&set.variants)?,
                 next: AtomicUsize::new(0),
+                geo,
             })
         };
         let Some(cname) = node.sets.iter().find(|s| s.rtype == RecordType::CNAME) else {

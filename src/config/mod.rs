@@ -219,10 +219,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                 sections.quorum_failed = quorum.is_none();
                 sections.quorum = quorum;
             }
+            "geo" => {
+                sections.geo = deserialize_at(value, KeyPath::key("geo"), &mut problems);
+                sections.geo_failed = sections.geo.is_none();
+            }
             other => problems.push(PathProblem::new(
                 KeyPath::key(other),
                 format!(
-                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`, `quorum`"
+                    "unknown section `{other}`, expected one of `server`, `zone`, `cluster`, `app`, `source`, `quorum`, `geo`"
                 ),
             )),
         }
@@ -256,6 +260,9 @@ pub(crate) struct Sections {
     pub quorum: Option<raw::RawQuorum>,
     /// `[quorum]` was written but did not deserialize (already reported).
     pub quorum_failed: bool,
+    pub geo: Option<raw::RawGeo>,
+    /// `[geo]` was written but did not deserialize (already reported).
+    pub geo_failed: bool,
 }
 
 fn deserialize_list<T: DeserializeOwned>(

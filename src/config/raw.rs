@@ -283,6 +283,45 @@ fn default_min_ready() -> u32 {
     1
 }
 
+/// `[geo]`: client regions for apps with `policy = "geo"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    /// The longest EDNS Client Subnet IPv4 prefix believed; longer ones are cut.
+    #[serde(default = "default_ecs_ipv4_prefix")]
+    pub ecs_ipv4_prefix: u8,
+    /// The same for IPv6.
+    #[serde(default = "default_ecs_ipv6_prefix")]
+    pub ecs_ipv6_prefix: u8,
+    /// The region of clients that match no subnet; default: none (failover order).
+    pub default_region: Option<String>,
+    /// `[[geo.region]]`: the regions and their subnets.
+    #[serde(default)]
+    pub region: Vec<RawGeoRegion>,
+}
+
+fn default_ecs_ipv4_prefix() -> u8 {
+    crate::model::DEFAULT_ECS_IPV4_PREFIX
+}
+fn default_ecs_ipv6_prefix() -> u8 {
+    crate::model::DEFAULT_ECS_IPV6_PREFIX
+}
+
+/// `[[geo.region]]`: one client region.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoRegion {
+    /// Matches the `region` of clusters.
+    pub name: String,
+    /// `"10.1.0.0/16"`, `"2001:db8:1::/48"`: clients in these subnets are in the region.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Degrees, -90 to 90; with `lon`, places the region for "nearest region".
+    pub lat: Option<f64>,
+    /// Degrees, -180 to 180.
+    pub lon: Option<f64>,
+}
+
 /// `[[source]]`: where clusters and VIPs are discovered.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

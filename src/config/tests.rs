@@ -520,3 +520,60 @@ fn a_probe_source_must_be_an_address() {
     let p = problems(&with("127.0.0.3:80"));
     assert_eq!(p[0].key, "server.probe_source");
 }
+
+#[test]
+fn the_geo_section_reads_into_regions() {
+    let text = format!(
+        "{CONTRACT}\n[geo]\necs_ipv4_prefix = 20\ndefault_region = \"south\"\n\
+         [[geo.region]]\nname = \"south\"\nsubnets = [\"10.1.0.0/16\", \"2001:db8::/32\"]\nlat = 23.1\nlon = 113.3\n\
+         [[geo.region]]\nname = \"north\"\nsubnets = [\"10.3.0.0/16\"]\n"
+    )
+    .replace("policy = \"failover\"", "policy = \"geo\"");
+    let c = parse(&text, "geo.toml").unwrap();
+    let geo = &c.inventory.geo;
+    assert_eq!(c.inventory.apps[0].policy, crate::model::Policy::Geo);
+    assert_eq!((geo.ecs_ipv4_prefix, geo.ecs_ipv6_prefix), (20, 56));
+    assert_eq!(geo.default_region, Some(0));
+    assert_eq!(geo.regions[0].subnets.len(), 2);
+    assert_eq!(geo.regions[0].location, Some((23.1, 113.3)));
+    assert_eq!(geo.regions[1].location, None);
+}
+
+#[test]
+fn geo_mistakes_are_all_reported_with_their_keys() {
+    let text = format!(
+        "{CONTRACT}\n[geo]\necs_ipv4_prefix = 33\necs_ipv6_prefix = 0\ndefault_region = \"west\"\n\
+         [[geo.region]]\nname = \"south\"\nsubnets = [\"10.1.2.3/16\", \"10.2.0.0\", \"10.3.0.0/40\"]\nlat = 95.0\nlon = 113.3\n\
+         [[geo.region]]\nname = \"south\"\nsubnets = [\"10.9.0.0/16\", \"10.9.0.0/16\"]\nlon = 10.0\n"
+    );
+    let keys: Vec<(String, String)> = problems(&text)
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect();
+    let has = |key: &str, words: &str| {
+        assert!(
+            keys.iter().any(|(k, m)| k == key && m.contains(words)),
+            "{key}: {words} in {keys:#?}"
+        );
+    };
+    has("geo.ecs_ipv4_prefix", "1 to 32");
+    has("geo.ecs_ipv6_prefix", "1 to 128");
+    has("geo.default_region", "unknown region `west`");
+    has("geo.region[0].subnets[0]", "write 10.1.0.0/16");
+    has("geo.region[0].subnets[1]", "not a subnet");
+    has("geo.region[0].subnets[2]", "0 to 32");
+    has("geo.region[0].lat", "-90 to 90");
+    has("geo.region[1].name", "duplicate region name `south`");
+    has(
+        "geo.region[1].subnets[1]",
+        "already a subnet of region `south`",
+    );
+    has("geo.region[1].lon", "needs `lat` too");
+    // A geo app without regions says what it needs.
+    let text = CONTRACT.replace("policy = \"failover\"", "policy = \"geo\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "app[0].policy");
+    assert!(p[0].message.contains("[[geo.region]]"));
+    assert_eq!(p[0].line, Some(29));
+}

@@ -9,11 +9,11 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData};
 
-use super::raw::{RawApp, RawCluster, RawProbe, RawQuorum, RawRecord, RawServer, RawZone};
+use super::raw::{RawApp, RawCluster, RawGeo, RawProbe, RawQuorum, RawRecord, RawServer, RawZone};
 use super::{Config, KeyPath, PathProblem, Quorum, Sections, Server};
 use crate::model::{
-    AdaptiveTtl, App, Cluster, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule, Required,
-    StaticRecord, Transfer, TsigKey, Zone,
+    AdaptiveTtl, App, Cluster, Geo, GeoRegion, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule,
+    Required, StaticRecord, Transfer, TsigKey, Zone,
 };
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
@@ -101,7 +101,23 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         "app",
     );
 
-    let all_parsed = sections.zones.iter().all(Option::is_some)
+    let geo = sections
+        .geo
+        .as_ref()
+        .map_or_else(|| Some(Geo::default()), |g| v.geo(g));
+    for (i, app) in sections.apps.iter().enumerate() {
+        let geo_app = matches!(app, Some(a) if a.policy == "geo");
+        if geo_app && geo.as_ref().is_some_and(|g| g.regions.is_empty()) && !sections.geo_failed {
+            v.push(
+                KeyPath::key("app").index(i).then("policy"),
+                "`geo` needs client regions: add [[geo.region]] sections with `subnets`",
+            );
+        }
+    }
+
+    let all_parsed = !sections.geo_failed
+        && geo.is_some()
+        && sections.zones.iter().all(Option::is_some)
         && sections.sources.iter().all(Option::is_some)
         && sources.iter().all(Option::is_some)
         && sections.clusters.iter().all(Option::is_some)
@@ -118,13 +134,15 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         .flatten()
         .map(|a| a.clusters.clone())
         .collect();
+    let mut inventory = Inventory::new(
+        zone_list,
+        cluster_list,
+        apps.into_iter().flatten().collect(),
+    );
+    inventory.geo = geo?;
     Some(Config {
         server: server?,
-        inventory: Inventory::new(
-            zone_list,
-            cluster_list,
-            apps.into_iter().flatten().collect(),
-        ),
+        inventory,
         sources: sources.into_iter().flatten().collect(),
         app_clusters,
         path: None,
@@ -562,6 +580,104 @@ impl Validator<'_> {
         }
     }
 
+    /// `[geo]`: regions with unique names, subnets in at most one region, locations in
+    /// range, ECS caps within the address sizes.
+    fn geo(&mut self, raw: &RawGeo) -> Option<Geo> {
+        let at = KeyPath::key("geo");
+        if !(1..=32).contains(&raw.ecs_ipv4_prefix) {
+            self.push(
+                at.then("ecs_ipv4_prefix"),
+                format!("{} must be 1 to 32", raw.ecs_ipv4_prefix),
+            );
+        }
+        if !(1..=128).contains(&raw.ecs_ipv6_prefix) {
+            self.push(
+                at.then("ecs_ipv6_prefix"),
+                format!("{} must be 1 to 128", raw.ecs_ipv6_prefix),
+            );
+        }
+        let mut regions = Vec::new();
+        let mut seen: HashMap<(IpAddr, u8), String> = HashMap::new();
+        for (i, r) in raw.region.iter().enumerate() {
+            let rat = at.then("region").index(i);
+            if r.name.trim().is_empty() {
+                self.push(rat.then("name"), "must not be empty");
+            }
+            let mut subnets = Vec::new();
+            for (j, text) in r.subnets.iter().enumerate() {
+                let Some(net) = self.parse(rat.then("subnets").index(j), subnet(text)) else {
+                    continue;
+                };
+                match seen.get(&net) {
+                    Some(other) => self.push(
+                        rat.then("subnets").index(j),
+                        format!("`{text}` is already a subnet of region `{other}`"),
+                    ),
+                    None => {
+                        seen.insert(net, r.name.clone());
+                        subnets.push(net);
+                    }
+                }
+            }
+            let location = match (r.lat, r.lon) {
+                (None, None) => None,
+                (Some(lat), Some(lon)) => {
+                    if !(-90.0..=90.0).contains(&lat) {
+                        self.push(
+                            rat.then("lat"),
+                            format!("{lat} must be -90 to 90 (degrees)"),
+                        );
+                    }
+                    if !(-180.0..=180.0).contains(&lon) {
+                        self.push(
+                            rat.then("lon"),
+                            format!("{lon} must be -180 to 180 (degrees)"),
+                        );
+                    }
+                    Some((lat, lon))
+                }
+                (Some(_), None) => {
+                    self.push(rat.then("lat"), "needs `lon` too");
+                    None
+                }
+                (None, Some(_)) => {
+                    self.push(rat.then("lon"), "needs `lat` too");
+                    None
+                }
+            };
+            regions.push(GeoRegion {
+                name: r.name.clone(),
+                subnets,
+                location,
+            });
+        }
+        self.unique(
+            raw.region.iter().map(|r| r.name.clone()),
+            "geo.region",
+            "name",
+            "region",
+        );
+        let default_region = match &raw.default_region {
+            None => None,
+            Some(name) => {
+                let found = regions.iter().position(|r| &r.name == name);
+                if found.is_none() {
+                    self.push(
+                        at.then("default_region"),
+                        format!("unknown region `{name}`; define it in a [[geo.region]] section"),
+                    );
+                }
+                found
+            }
+        };
+        Some(Geo {
+            regions,
+            default_region,
+            ecs_ipv4_prefix: raw.ecs_ipv4_prefix,
+            ecs_ipv6_prefix: raw.ecs_ipv6_prefix,
+        })
+    }
+
     fn cluster(&mut self, raw: &RawCluster, at: KeyPath) -> Option<Cluster> {
         if raw.name.trim().is_empty() {
             self.push(at.then("name"), "must not be empty");
@@ -627,8 +743,9 @@ impl Validator<'_> {
                 "failover" => Ok(Policy::Failover),
                 "round-robin" => Ok(Policy::RoundRobin),
                 "weighted" => Ok(Policy::Weighted),
+                "geo" => Ok(Policy::Geo),
                 other => Err(format!(
-                    "unknown policy `{other}`, expected `failover`, `round-robin` or `weighted`"
+                    "unknown policy `{other}`, expected `failover`, `round-robin`, `weighted` or `geo`"
                 )),
             },
         );
@@ -873,6 +990,29 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Parses a duration that carries its unit: `"1s"`, `"800ms"`, `"2m"`.
+/// `10.1.0.0/16` or `2001:db8::/32`: a network address with no bit set past the prefix.
+pub(crate) fn subnet(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = s
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a subnet such as 10.1.0.0/16 or 2001:db8::/32"))?;
+    let addr =
+        IpAddr::from_str(addr).map_err(|_| format!("`{s}`: `{addr}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?;
+    let masked = crate::model::mask(addr, len);
+    if masked != addr {
+        return Err(format!(
+            "`{s}` has bits set past the prefix length; write {masked}/{len}"
+        ));
+    }
+    Ok((addr, len))
+}
+
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
         format!("`{s}` is not a duration with a unit, such as \"800ms\" or \"2s\" ({e})")

@@ -125,5 +125,7 @@ pub fn merge(base: &Base, views: &[View]) -> Inventory {
             ));
         }
     }
-    Inventory::with_targets(stat.zones.clone(), clusters, apps, targets)
+    let mut inventory = Inventory::with_targets(stat.zones.clone(), clusters, apps, targets);
+    inventory.geo = stat.geo.clone();
+    inventory
 }

@@ -6,6 +6,7 @@
 //! recurses: names outside our zones get REFUSED. Zone transfers are answered from the
 //! same table (`xfr.rs`), and `notify.rs` tells secondaries of new serials.
 
+pub mod ecs;
 mod listen;
 pub mod notify;
 pub mod rrl;
@@ -22,6 +23,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
+use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_server::proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -29,7 +31,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 pub use listen::{DnsServer, bind};
 pub use tcp::TcpLimits;
 
-use crate::answer::{AnswerTable, Outcome};
+use crate::answer::{AnswerTable, Client, Outcome};
 use crate::metrics::Metrics;
 
 /// Largest UDP response we send, whatever the client offers: the DNS Flag Day 2020 value,
@@ -43,11 +45,68 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 pub struct Handler {
     table: Arc<ArcSwap<AnswerTable>>,
     metrics: Arc<Metrics>,
+    geo_counters: Arc<ArcSwap<GeoCounters>>,
+}
+
+/// The `gslb_geo_answers_total` counters of one inventory, resolved once: `cells[app]`
+/// holds one per region then one for clients in none (empty for apps that are not `geo`).
+#[derive(Default)]
+struct GeoCounters {
+    inventory: Option<Arc<crate::model::Inventory>>,
+    cells: Vec<Vec<prometheus::IntCounter>>,
 }
 
 impl Handler {
     pub fn new(table: Arc<ArcSwap<AnswerTable>>, metrics: Arc<Metrics>) -> Self {
-        Self { table, metrics }
+        Self {
+            table,
+            metrics,
+            geo_counters: Arc::default(),
+        }
+    }
+
+    /// Counts a `geo` answer; the counters are looked up again only when the inventory
+    /// changed.
+    pub(super) fn count_geo_answer(&self, table: &AnswerTable, app: usize, region: Option<usize>) {
+        let current = self.geo_counters.load();
+        let fresh;
+        let counters: &GeoCounters = if current
+            .inventory
+            .as_ref()
+            .is_some_and(|i| Arc::ptr_eq(i, &table.inventory))
+        {
+            &current
+        } else {
+            let inv = &table.inventory;
+            let cells = inv
+                .apps
+                .iter()
+                .map(|a| {
+                    if a.policy != crate::model::Policy::Geo {
+                        return Vec::new();
+                    }
+                    let name = a.display_name();
+                    inv.geo
+                        .regions
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .chain([crate::metrics::REGION_UNMAPPED])
+                        .map(|r| self.metrics.geo_answer_counter(&name, r))
+                        .collect()
+                })
+                .collect();
+            fresh = Arc::new(GeoCounters {
+                inventory: Some(inv.clone()),
+                cells,
+            });
+            self.geo_counters.store(fresh.clone());
+            &fresh
+        };
+        if let Some(cells) = counters.cells.get(app) {
+            if let Some(c) = cells.get(region.unwrap_or(cells.len().saturating_sub(1))) {
+                c.inc();
+            }
+        }
     }
 
     /// The answer table it serves from.
@@ -68,16 +127,22 @@ impl RequestHandler for Handler {
 
         let mut edns = None;
         let mut rcode = ResponseCode::NoError;
+        let mut ecs = None;
         if let Some(req) = &request.edns {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             e.set_version(0);
             if req.version() > 0 {
                 rcode = ResponseCode::BADVERS;
+            } else {
+                match ecs::find(request.as_slice()) {
+                    Ok(found) => ecs = found,
+                    // RFC 7871 §6: a malformed option is answered with FORMERR.
+                    Err(ecs::Malformed) => rcode = ResponseCode::FormErr,
+                }
             }
             edns = Some(e);
         }
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         if rcode == ResponseCode::NoError {
             if request.metadata.op_code != OpCode::Query {
                 rcode = ResponseCode::NotImp;
@@ -85,20 +150,30 @@ impl RequestHandler for Handler {
                 rcode = ResponseCode::FormErr;
             }
         }
+        let table = self.table.load();
         let query = match request.queries.queries() {
-            [q] if rcode == ResponseCode::NoError => q,
-            _ => {
-                let response = builder.error_msg(&request.metadata, rcode);
-                return self.send(
-                    response_handle.send_response(response).await,
-                    request,
-                    tcp,
-                    qtype,
-                );
-            }
+            [q] if rcode == ResponseCode::NoError => Some(q),
+            _ => None,
         };
-        if query.query_class() != DNSClass::IN {
-            let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
+        let resolver = request.src().ip();
+        let client = ecs.map_or(Client::Resolver(resolver), |e| e.client(resolver));
+        let found = query
+            .filter(|q| q.query_class() == DNSClass::IN)
+            .map(|q| table.lookup(q.name(), q.query_type(), Some(client)));
+        // RFC 7871 §7.2.1: a query with ECS gets it back, with the prefix length the
+        // answer depended on (0 for anything that is not a `geo` answer).
+        if let (Some(e), Some(ecs)) = (edns.as_mut(), ecs) {
+            let scope = found.as_ref().map_or(0, |f| f.scope());
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                ecs.addr, ecs.source, scope,
+            )));
+        }
+        if let Some((app, located)) = found.as_ref().and_then(|f| f.geo) {
+            self.count_geo_answer(&table, app, located.region);
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        if query.is_none() {
+            let response = builder.error_msg(&request.metadata, rcode);
             return self.send(
                 response_handle.send_response(response).await,
                 request,
@@ -106,9 +181,16 @@ impl RequestHandler for Handler {
                 qtype,
             );
         }
-
-        let table = self.table.load();
-        let found = table.lookup(query.name(), query.query_type());
+        let Some(found) = found else {
+            // A class other than IN.
+            let response = builder.error_msg(&request.metadata, ResponseCode::Refused);
+            return self.send(
+                response_handle.send_response(response).await,
+                request,
+                tcp,
+                qtype,
+            );
+        };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = found.outcome != Outcome::Refused;
         metadata.response_code = match found.outcome {

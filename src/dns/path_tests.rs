@@ -34,6 +34,10 @@ priority = 2
 [[cluster]]
 name = "big"
 vips = [{}]
+[[cluster]]
+name = "east"
+region = "east"
+vips = ["127.0.2.1", "2001:db8::2:1"]
 [[app]]
 name = "tke-demo.cn"
 clusters = ["gz-01", "gz-02"]
@@ -45,6 +49,18 @@ name = "many.tke-demo.cn"
 clusters = ["big"]
 policy = "round-robin"
 probe = {{ kind = "tcp", port = 80 }}
+[[app]]
+name = "geo.tke-demo.cn"
+clusters = ["gz-02", "east"]
+policy = "geo"
+probe = {{ kind = "tcp", port = 80 }}
+[geo]
+[[geo.region]]
+name = "east"
+subnets = ["10.2.0.0/16", "127.0.0.0/8"]
+[[geo.region]]
+name = "west"
+subnets = ["10.1.0.0/16", "10.1.128.0/20"]
 [[zone]]
 name = "other.cn"
 nameservers = ["ns1.tke-demo.cn"]
@@ -54,6 +70,7 @@ records = [
   {{ name = "loop2", type = "CNAME", value = "loop1.other.cn" }},
   {{ name = "dangling", type = "CNAME", value = "gone.tke-demo.cn" }},
   {{ name = "alias.other.cn.", type = "CNAME", value = "many.tke-demo.cn" }},
+  {{ name = "togeo", type = "CNAME", value = "geo.tke-demo.cn" }},
 ]
 "#,
         big.join(", ")
@@ -90,6 +107,23 @@ const NAMES: &[&str] = &[
     "dangling.other.cn.",
     "alias.other.cn.",
     "gone.tke-demo.cn.",
+    "geo.tke-demo.cn.",
+    "GEO.tke-demo.cn.",
+    "togeo.other.cn.",
+];
+
+/// EDNS Client Subnet options sent with queries (option data, hex-free): none, and
+/// subnets in each region, in none, /0, and malformed ones.
+const SUBNETS: &[Option<&[u8]>] = &[
+    None,
+    Some(&[0, 1, 24, 0, 10, 2, 3]),
+    Some(&[0, 1, 24, 0, 10, 1, 130]),
+    Some(&[0, 1, 32, 0, 10, 1, 2, 3]),
+    Some(&[0, 1, 24, 0, 192, 0, 2]),
+    Some(&[0, 1, 0, 0]),
+    Some(&[0, 2, 48, 0, 0x20, 1, 0x0d, 0xb8, 0, 1]),
+    Some(&[0, 1, 24, 0, 10, 2]),
+    Some(&[0, 1, 20, 0, 10, 1, 0x81]),
 ];
 
 const TYPES: &[RecordType] = &[
@@ -107,6 +141,19 @@ const TYPES: &[RecordType] = &[
 ];
 
 fn query(name: &str, rtype: RecordType, edns: Option<u16>, id: u16, rd: bool) -> Vec<u8> {
+    query_ecs(name, rtype, edns, id, rd, None)
+}
+
+/// A query, with an ECS option (its raw data) appended to the OPT record when `ecs` is
+/// given (and EDNS is).
+fn query_ecs(
+    name: &str,
+    rtype: RecordType,
+    edns: Option<u16>,
+    id: u16,
+    rd: bool,
+    ecs: Option<&[u8]>,
+) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = rd;
     m.metadata.checking_disabled = id % 3 == 0;
@@ -116,18 +163,40 @@ fn query(name: &str, rtype: RecordType, edns: Option<u16>, id: u16, rd: bool) ->
         e.set_max_payload(size);
         m.set_edns(e);
     }
-    m.to_vec().unwrap()
+    let mut bytes = m.to_vec().unwrap();
+    if let (Some(_), Some(data)) = (edns, ecs) {
+        // The OPT record ends the message with RDLENGTH 0: grow it by the option.
+        let at = bytes.len() - 2;
+        let len = 4 + data.len();
+        bytes[at..].copy_from_slice(&(len as u16).to_be_bytes());
+        bytes.extend_from_slice(&8u16.to_be_bytes());
+        bytes.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(data);
+    }
+    bytes
 }
 
 fn src() -> SocketAddr {
     "127.0.0.1:5353".parse().unwrap()
 }
 
+/// Sources in each region and in none.
+const SOURCES: &[&str] = &[
+    "127.0.0.1:5353",
+    "10.1.2.3:53",
+    "10.2.9.9:53",
+    "192.0.2.7:53",
+];
+
 fn fast(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
+    fast_from(handler, packet, src())
+}
+
+fn fast_from(handler: &Handler, packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     let plain = PlainQuery::parse(packet)?;
     let mut out = vec![0; OUT_CAPACITY];
-    let (len, _) = plain.answer(&handler.table.load().wire, &mut out)?;
-    Some(out[..len].to_vec())
+    let answer = plain.answer(&handler.table.load(), from.ip(), &mut out)?;
+    Some(out[..answer.len].to_vec())
 }
 
 /// A response in a form where two encodings of the same answer compare equal: sections
@@ -149,8 +218,13 @@ fn meaning(bytes: &[u8]) -> (String, Vec<String>, Vec<String>, Vec<String>, Stri
         sorted(&m.additionals),
         format!(
             "{:?}",
-            m.edns
-                .map(|e| (e.max_payload(), e.version(), e.flags().dnssec_ok))
+            m.edns.map(|e| (
+                e.max_payload(),
+                e.version(),
+                e.flags().dnssec_ok,
+                e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+                    .cloned()
+            ))
         ),
     )
 }
@@ -294,6 +368,119 @@ fn slip_is_a_truncated_empty_answer_with_the_question() {
     assert_eq!(m.queries[0].name().to_string(), "Tke-Demo.cn.");
     assert!(m.answers.is_empty());
     assert_eq!(m.edns.unwrap().max_payload(), 1232);
+}
+
+#[test]
+fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
+    let handler = handler();
+    let (mut taken, mut total) = (0, 0);
+    for (i, name) in NAMES.iter().enumerate() {
+        for rtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::TXT,
+            RecordType::ANY,
+        ] {
+            for ecs in SUBNETS {
+                for from in SOURCES {
+                    let from: SocketAddr = from.parse().unwrap();
+                    let packet = query_ecs(name, rtype, Some(1232), i as u16, true, *ecs);
+                    let general = handler
+                        .answer_general(&packet, from, Protocol::Udp)
+                        .expect("the general path answers every query");
+                    total += 1;
+                    if let Some(fast) = fast_from(&handler, &packet, from) {
+                        taken += 1;
+                        assert_eq!(
+                            meaning(&fast),
+                            meaning(&general),
+                            "{name} {rtype} ecs {ecs:?} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        taken * 2 > total,
+        "only {taken} of {total} took the fast path"
+    );
+    // Geo names, with ECS or without, in a region or not, go fast; malformed ECS does not.
+    for ecs in &SUBNETS[..7] {
+        for from in SOURCES {
+            let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
+            assert!(
+                fast_from(&handler, &packet, from.parse().unwrap()).is_some(),
+                "{ecs:?} {from}"
+            );
+        }
+    }
+    for ecs in &SUBNETS[7..] {
+        let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
+        assert!(fast(&handler, &packet).is_none(), "{ecs:?}");
+    }
+}
+
+#[test]
+fn the_general_path_echoes_ecs_with_the_scope_of_the_answer() {
+    let handler = handler();
+    let ask = |name: &str, ecs: &[u8], from: &str| {
+        let packet = query_ecs(name, RecordType::A, Some(1232), 1, true, Some(ecs));
+        let bytes = handler
+            .answer_general(&packet, from.parse().unwrap(), Protocol::Udp)
+            .unwrap();
+        let m = Message::from_vec(&bytes).unwrap();
+        let subnet = m.edns.as_ref().and_then(|e| {
+            match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+                hickory_proto::rr::rdata::opt::EdnsOption::Subnet(s) => {
+                    Some((s.addr().to_string(), s.source_prefix(), s.scope_prefix()))
+                }
+                _ => None,
+            }
+        });
+        let answers: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        (m.metadata.response_code.to_string(), answers, subnet)
+    };
+    let east = vec!["127.0.2.1".to_owned()];
+    // East by ECS: its own cluster, scope /16.
+    assert_eq!(
+        ask("geo.tke-demo.cn.", &[0, 1, 24, 0, 10, 2, 3], "192.0.2.7:53"),
+        (
+            "No Error".into(),
+            east.clone(),
+            Some(("10.2.3.0".into(), 24, 16))
+        )
+    );
+    // West (no cluster there, no location): failover order, east's priority 1 before
+    // gz-02's 2; the scope is that of the /20 nested inside 10.1/16.
+    assert_eq!(
+        ask("geo.tke-demo.cn.", &[0, 1, 24, 0, 10, 1, 2], "10.2.0.1:53"),
+        (
+            "No Error".into(),
+            east.clone(),
+            Some(("10.1.2.0".into(), 24, 20))
+        )
+    );
+    // /0: the resolver's address decides (127.0.0.1 is east), scope 0.
+    assert_eq!(
+        ask("geo.tke-demo.cn.", &[0, 1, 0, 0], "127.0.0.1:53"),
+        ("No Error".into(), east, Some(("0.0.0.0".into(), 0, 0)))
+    );
+    // A static name: scope 0.
+    assert_eq!(
+        ask(
+            "pool.tke-demo.cn.",
+            &[0, 1, 24, 0, 10, 2, 3],
+            "127.0.0.1:53"
+        )
+        .2,
+        Some(("10.2.3.0".into(), 24, 0))
+    );
+    // Malformed: FORMERR.
+    assert_eq!(
+        ask("geo.tke-demo.cn.", &[0, 1, 24, 0, 10, 2], "127.0.0.1:53").0,
+        "Form Error"
+    );
 }
 
 proptest! {

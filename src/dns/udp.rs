@@ -188,13 +188,16 @@ impl Worker {
         }
         if let Some(plain) = &plain {
             let table = self.handler.table.load();
-            if let Some((len, rcode)) = plain.answer(&table.wire, out) {
+            if let Some(fast) = plain.answer(&table, src.ip(), out) {
                 metrics.count_query(
                     false,
                     qtype_index(RecordType::from(plain.qtype)),
-                    rcode_index(rcode),
+                    rcode_index(fast.rcode),
                 );
-                return Some(&out[..len]);
+                if let Some((app, located)) = fast.geo {
+                    self.handler.count_geo_answer(&table, app, located.region);
+                }
+                return Some(&out[..fast.len]);
             }
         }
         let response = self.handler.answer_general(packet, src, Protocol::Udp)?;

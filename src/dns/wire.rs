@@ -3,14 +3,18 @@
 //!
 //! Only the common shape is taken: a QUERY with one IN question, an uncompressed name,
 //! nothing in the answer and authority sections, and at most an EDNS(0) OPT record that
-//! parses cleanly. Everything else, and every answer the index does not hold or that would
+//! parses cleanly and carries no Client Subnet option (whose answer echoes it). Everything else, and every answer the index does not hold or that would
 //! not fit the client's buffer, returns `None` and goes to the general hickory path, which
 //! gives the same answers (the tests compare the two).
+
+use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
 
 use super::MAX_UDP_PAYLOAD;
-use crate::answer::wire::{WireAnswer, WireIndex};
+use super::ecs::{self, Ecs};
+use crate::answer::wire::WireAnswer;
+use crate::answer::{AnswerTable, Client, Located};
 
 const HEADER: usize = 12;
 const TYPE_OPT: u16 = 41;
@@ -32,6 +36,18 @@ pub struct PlainQuery<'a> {
     pub qtype: u16,
     /// The buffer size the client offered, when it sent EDNS(0).
     pub edns_payload: Option<u16>,
+    /// Its EDNS Client Subnet option, well formed.
+    pub ecs: Option<Ecs>,
+}
+
+/// What the fast path sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastAnswer {
+    /// Bytes written.
+    pub len: usize,
+    pub rcode: ResponseCode,
+    /// Set when a `geo` app answered: the app, and where the client was placed.
+    pub geo: Option<(usize, Located)>,
 }
 
 impl<'a> PlainQuery<'a> {
@@ -75,10 +91,11 @@ impl<'a> PlainQuery<'a> {
             return None;
         }
         let question_end = at + 4;
-        let edns_payload = if ar == 1 {
-            Some(read_opt(packet.get(question_end..)?)?)
+        let (edns_payload, ecs) = if ar == 1 {
+            let (payload, ecs) = read_opt(packet.get(question_end..)?)?;
+            (Some(payload), ecs)
         } else if packet.len() == question_end {
-            None
+            (None, None)
         } else {
             return None; // trailing bytes: let the general path judge them
         };
@@ -89,6 +106,7 @@ impl<'a> PlainQuery<'a> {
             name_len,
             qtype,
             edns_payload,
+            ecs,
         })
     }
 
@@ -105,18 +123,26 @@ impl<'a> PlainQuery<'a> {
         )
     }
 
-    /// Writes the answer from `index` into `out`, returning its length and rcode, or
-    /// `None` when the general path must answer.
-    pub fn answer(&self, index: &WireIndex, out: &mut [u8]) -> Option<(usize, ResponseCode)> {
-        match index.answer(self.lower_name(), self.qtype) {
+    /// Writes the answer from `table` to a query from `src` into `out`, or returns `None`
+    /// when the general path must answer.
+    pub fn answer(&self, table: &AnswerTable, src: IpAddr, out: &mut [u8]) -> Option<FastAnswer> {
+        let mut geo = None;
+        let client = self.ecs.map_or(Client::Resolver(src), |e| e.client(src));
+        let found = table.wire.answer(self.lower_name(), self.qtype, |app| {
+            let located = table.geo.locate(client);
+            geo = Some((app, located));
+            located.region
+        });
+        let scope = geo.map_or(0, |(_, l): (usize, Located)| l.scope);
+        let done = |len: Option<usize>, rcode| len.map(|len| FastAnswer { len, rcode, geo });
+        match found {
             WireAnswer::Message(message, rcode) => {
                 let len = message.len();
                 if len + self.opt_len() > self.limit().min(out.len()) || len < self.question_end {
                     return None;
                 }
                 out[..len].copy_from_slice(message);
-                self.patch_header(out, len, rcode, false)
-                    .map(|len| (len, rcode))
+                done(self.patch_header(out, len, rcode, false, scope), rcode)
             }
             WireAnswer::NxDomain {
                 origin_len,
@@ -132,8 +158,10 @@ impl<'a> PlainQuery<'a> {
                 out[self.question_end + 2..len].copy_from_slice(soa_tail);
                 // Counts: one question, one authority record.
                 out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0]);
-                self.patch_header(out, len, ResponseCode::NXDomain, false)
-                    .map(|len| (len, ResponseCode::NXDomain))
+                done(
+                    self.patch_header(out, len, ResponseCode::NXDomain, false, scope),
+                    ResponseCode::NXDomain,
+                )
             }
             WireAnswer::Slow => None,
         }
@@ -146,26 +174,27 @@ impl<'a> PlainQuery<'a> {
             return None;
         }
         out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-        self.patch_header(out, self.question_end, ResponseCode::NoError, true)
+        self.patch_header(out, self.question_end, ResponseCode::NoError, true, 0)
     }
 
     fn opt_len(&self) -> usize {
-        if self.edns_payload.is_some() {
-            OPT_LEN
-        } else {
-            0
+        match (self.edns_payload, self.ecs) {
+            (None, _) => 0,
+            (Some(_), None) => OPT_LEN,
+            (Some(_), Some(e)) => OPT_LEN + ecs_echo_len(e),
         }
     }
 
     /// Writes the id, flags and question of the query over `out[..len]` (whose counts are
     /// already right for the sections present) and appends the OPT record if the client
-    /// sent one.
+    /// sent one, echoing its ECS option with `scope` (RFC 7871 §7.2.1).
     fn patch_header(
         &self,
         out: &mut [u8],
         len: usize,
         rcode: ResponseCode,
         truncated: bool,
+        scope: u8,
     ) -> Option<usize> {
         let query = self.packet;
         out[0] = query[0];
@@ -185,15 +214,48 @@ impl<'a> PlainQuery<'a> {
         let payload = payload.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes();
         out.get_mut(len..end)?
             .copy_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, 0, 0, 0, 0]);
+        let end = match self.ecs {
+            None => end,
+            Some(e) => {
+                let option = ecs_echo_len(e);
+                let rdlen = (option as u16).to_be_bytes();
+                out[end - 2..end].copy_from_slice(&rdlen);
+                let data = option - 4;
+                let octets = usize::from(e.source).div_ceil(8);
+                let (family, bytes): (u16, [u8; 16]) = match e.addr {
+                    IpAddr::V4(a) => {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&a.octets());
+                        (1, b)
+                    }
+                    IpAddr::V6(a) => (2, a.octets()),
+                };
+                let o = out.get_mut(end..end + option)?;
+                o[..2].copy_from_slice(&ecs::OPTION_ECS.to_be_bytes());
+                o[2..4].copy_from_slice(&(data as u16).to_be_bytes());
+                o[4..6].copy_from_slice(&family.to_be_bytes());
+                o[6] = e.source;
+                o[7] = scope;
+                o[8..8 + octets].copy_from_slice(&bytes[..octets]);
+                end + option
+            }
+        };
         let additional = u16::from_be_bytes([out[10], out[11]]).checked_add(1)?;
         out[10..12].copy_from_slice(&additional.to_be_bytes());
         Some(end)
     }
 }
 
+/// The length of the ECS option echoed for `e`: code, length, family, prefixes, address.
+fn ecs_echo_len(e: Ecs) -> usize {
+    8 + usize::from(e.source).div_ceil(8)
+}
+
 /// Reads the one additional record, which must be an EDNS version 0 OPT at the root
-/// whose options are well formed and which ends the packet: its buffer size.
-fn read_opt(rest: &[u8]) -> Option<u16> {
+/// whose options are well formed and which ends the packet: its buffer size, and its
+/// ECS option if it has a well-formed one (a malformed one is the general path's to
+/// answer with FORMERR).
+fn read_opt(rest: &[u8]) -> Option<(u16, Option<Ecs>)> {
     let fixed = rest.get(..11)?;
     if fixed[0] != 0 || u16::from_be_bytes([fixed[1], fixed[2]]) != TYPE_OPT {
         return None;
@@ -204,14 +266,16 @@ fn read_opt(rest: &[u8]) -> Option<u16> {
         return None;
     }
     let rdlen = usize::from(u16::from_be_bytes([fixed[9], fixed[10]]));
-    let mut options = rest.get(11..)?;
-    if options.len() != rdlen {
+    let all = rest.get(11..)?;
+    if all.len() != rdlen {
         return None;
     }
+    let mut options = all;
     while !options.is_empty() {
         let head = options.get(..4)?;
         let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
         options = options.get(4 + len..)?;
     }
-    Some(payload)
+    let ecs = ecs::from_options(all).ok()?;
+    Some((payload, ecs))
 }

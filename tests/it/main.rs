@@ -13,6 +13,7 @@ mod dns;
 mod failover;
 mod flood;
 mod fuzz;
+mod geo;
 mod harness;
 mod hostile;
 mod operations;

@@ -17,6 +17,28 @@ pub async fn unbound_for(gslb_port: u16) -> (SocketAddr, tokio::process::Child, 
 pub async fn unbound_for_many(
     gslb_ports: &[u16],
 ) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    unbound_with(gslb_ports, "iterator", "").await
+}
+
+/// Unbound with EDNS Client Subnet on (its `subnetcache` module): it sends each client's
+/// address, cut to /24, to the authorities on loopback, and caches answers by the scope
+/// they come back with.
+pub async fn unbound_ecs_for(
+    gslb_port: u16,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    unbound_with(
+        &[gslb_port],
+        "subnetcache iterator",
+        "  send-client-subnet: 127.0.0.0/8\n  max-client-subnet-ipv4: 24\n",
+    )
+    .await
+}
+
+async fn unbound_with(
+    gslb_ports: &[u16],
+    modules: &str,
+    extra: &str,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
     let stub_addrs: String = gslb_ports
         .iter()
         .map(|p| format!("  stub-addr: 127.0.0.1@{p}\n"))
@@ -41,8 +63,8 @@ pub async fn unbound_for_many(
   num-threads: 1
   so-reuseport: no
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-remote-control:
+  module-config: "{modules}"
+{extra}remote-control:
   control-enable: no
 stub-zone:
   name: "tke-demo.cn"

@@ -36,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod dns;
+pub mod dnssec;
 pub mod drill;
 pub mod health;
 pub mod metrics;

@@ -78,6 +78,9 @@ impl AnswerTable {
             wire: WireIndex::default(),
         };
         table.add_glue();
+        for zone in &mut table.zones {
+            zone.sign();
+        }
         table.wire = WireIndex::build(&table.zones);
         table
     }
@@ -131,6 +134,26 @@ impl AnswerTable {
 }
 
 impl ZoneTable {
+    /// In a signed zone: signs every variant of every set, the negative SOA, and each
+    /// name's NODATA proof. Signatures come from the signer's cache when the same set was
+    /// signed by a recent build, so a health change re-signs only the sets it moved.
+    fn sign(&mut self) {
+        let Some(signer) = self.signer.clone() else {
+            return;
+        };
+        signer.begin_build();
+        self.negative_soa_sigs = signer.sign_cached(std::slice::from_ref(&self.negative_soa));
+        let ttl = self.negative_soa.ttl;
+        for (name, node) in &mut self.nodes {
+            for set in &mut node.sets {
+                set.sigs = set.variants.iter().map(|v| signer.sign_cached(v)).collect();
+            }
+            let mut types: Vec<RecordType> = node.sets.iter().map(|s| s.rtype).collect();
+            types.sort_by_key(|t| u16::from(*t));
+            node.denial = signer.denial(&Name::from(name), Some(&types), ttl);
+        }
+    }
+
     /// The node at `name`, created with every missing ancestor up to the origin (so that
     /// empty non-terminals answer NODATA, not NXDOMAIN).
     fn node(&mut self, name: &Name) -> &mut Node {
@@ -167,7 +190,9 @@ fn zone_table(zone: &Zone, serial: u32) -> ZoneTable {
     let mut table = ZoneTable {
         origin: LowerName::new(&zone.origin),
         negative_soa,
+        negative_soa_sigs: Vec::new(),
         nodes: HashMap::new(),
+        signer: zone.dnssec.clone(),
     };
     let apex = table.node(&zone.origin);
     apex.sets
@@ -178,6 +203,10 @@ fn zone_table(zone: &Zone, serial: u32) -> ZoneTable {
         .map(|n| Record::from_rdata(zone.origin.clone(), zone.ttl, RData::NS(NS(n.clone()))))
         .collect();
     apex.sets.push(RrSet::new(RecordType::NS, vec![ns]));
+    if let Some(signer) = &zone.dnssec {
+        let keys = signer.dnskey_records(zone.ttl);
+        apex.sets.push(RrSet::new(RecordType::DNSKEY, vec![keys]));
+    }
 
     // Static records, grouped into sets by (name, type) in config order.
     let mut sets: Vec<(Name, RecordType, Vec<Record>)> = Vec::new();

@@ -44,13 +44,19 @@ struct ZoneTable {
     origin: LowerName,
     /// The SOA as served in negative answers: TTL is min(SOA TTL, MINIMUM), RFC 2308 §3.
     negative_soa: Record,
+    /// Its RRSIGs, when the zone is signed.
+    negative_soa_sigs: Vec<Record>,
     nodes: HashMap<LowerName, Node>,
+    /// The zone's keys, when it is signed (DNSSEC).
+    signer: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 /// Every record set at one name. An empty node is an empty non-terminal (NODATA).
 #[derive(Debug, Default)]
 struct Node {
     sets: Vec<RrSet>,
+    /// In a signed zone: the NSEC listing the types held here, and its RRSIGs (NODATA).
+    denial: Vec<Record>,
 }
 
 /// One record set, possibly in several variants served in turn.
@@ -58,6 +64,9 @@ struct Node {
 struct RrSet {
     rtype: RecordType,
     variants: Vec<Vec<Record>>,
+    /// In a signed zone: the RRSIGs of each variant (the same ones when variants only
+    /// rotate the order: a signature covers the set in canonical order).
+    sigs: Vec<Vec<Record>>,
     next: AtomicUsize,
     /// Glue for NS and MX targets inside our zones.
     additional: Vec<Record>,
@@ -68,22 +77,30 @@ impl RrSet {
         Self {
             rtype,
             variants,
+            sigs: Vec::new(),
             next: AtomicUsize::new(0),
             additional: Vec::new(),
         }
     }
 
     /// The variant for this query: the next in turn when there are several.
-    fn pick(&self) -> &[Record] {
+    fn pick(&self) -> usize {
         match self.variants.len() {
-            0 => &[],
-            1 => &self.variants[0],
-            n => &self.variants[self.next.fetch_add(1, Ordering::Relaxed) % n],
+            0 | 1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
         }
     }
 
     fn first(&self) -> &[Record] {
         self.variants.first().map_or(&[], Vec::as_slice)
+    }
+
+    /// Variant `i` and its signatures (none when the zone is unsigned).
+    fn variant(&self, i: usize) -> (&[Record], &[Record]) {
+        (
+            self.variants.get(i).map_or(&[], Vec::as_slice),
+            self.sigs.get(i).map_or(&[], Vec::as_slice),
+        )
     }
 }
 
@@ -105,9 +122,16 @@ pub enum Outcome {
 pub struct Response<'a> {
     pub outcome: Outcome,
     chain: [&'a [Record]; MAX_CHAIN + 1],
+    /// The RRSIGs of each set of `chain` (empty slices in unsigned zones).
+    chain_sigs: [&'a [Record]; MAX_CHAIN + 1],
     chain_len: usize,
     /// SOA for the authority section of negative answers.
     pub soa: Option<&'a Record>,
+    /// In a signed zone, the SOA's RRSIGs and the proof of a NODATA (NSEC and RRSIGs).
+    pub denial: [&'a [Record]; 2],
+    /// For NXDOMAIN in a signed zone: the missing name and its zone's signer, which makes
+    /// the denial of that name when the client asked for DNSSEC.
+    pub missing: Option<(LowerName, &'a crate::dnssec::ZoneSigner, u32)>,
     pub additional: &'a [Record],
 }
 
@@ -116,8 +140,11 @@ impl<'a> Response<'a> {
         Self {
             outcome,
             chain: [&[]; MAX_CHAIN + 1],
+            chain_sigs: [&[]; MAX_CHAIN + 1],
             chain_len: 0,
             soa: None,
+            denial: [&[]; 2],
+            missing: None,
             additional: &[],
         }
     }
@@ -128,9 +155,25 @@ impl<'a> Response<'a> {
         (0..self.chain_len).flat_map(move |i| chain[i].iter())
     }
 
-    fn push(&mut self, records: &'a [Record]) {
+    /// The answer section with each set followed by its RRSIGs, for DO=1 queries.
+    pub fn signed_answers(&self) -> impl Iterator<Item = &'a Record> + Send + 'a {
+        let (chain, sigs) = (self.chain, self.chain_sigs);
+        (0..self.chain_len).flat_map(move |i| chain[i].iter().chain(sigs[i]))
+    }
+
+    /// Whether the answer comes from a signed zone (the last zone of a CNAME chain).
+    pub fn signed(&self) -> bool {
+        self.missing.is_some()
+            || !self.denial[0].is_empty()
+            || self.chain_sigs[..self.chain_len]
+                .iter()
+                .any(|s| !s.is_empty())
+    }
+
+    fn push(&mut self, (records, sigs): (&'a [Record], &'a [Record])) {
         if self.chain_len < self.chain.len() {
             self.chain[self.chain_len] = records;
+            self.chain_sigs[self.chain_len] = sigs;
             self.chain_len += 1;
         }
     }
@@ -144,14 +187,14 @@ impl AnswerTable {
 
     /// Like [`lookup`](Self::lookup) but without moving any rotation: for `explain`.
     pub fn peek(&self, qname: &LowerName, qtype: RecordType) -> Response<'_> {
-        self.resolve(qname, qtype, RrSet::first)
+        self.resolve(qname, qtype, |_| 0)
     }
 
     fn resolve<'a>(
         &'a self,
         qname: &LowerName,
         qtype: RecordType,
-        choose: fn(&'a RrSet) -> &'a [Record],
+        choose: fn(&'a RrSet) -> usize,
     ) -> Response<'a> {
         let Some(zone) = self.zone_of(qname) else {
             return Response::new(Outcome::Refused);
@@ -163,6 +206,10 @@ impl AnswerTable {
             let Some(node) = zone.nodes.get(&name) else {
                 response.outcome = Outcome::NxDomain;
                 response.soa = Some(&zone.negative_soa);
+                if let Some(signer) = &zone.signer {
+                    response.denial[0] = &zone.negative_soa_sigs;
+                    response.missing = Some((name, signer, zone.negative_soa.ttl));
+                }
                 return response;
             };
             let wanted = if qtype == RecordType::ANY {
@@ -172,17 +219,20 @@ impl AnswerTable {
                 node.sets.iter().find(|s| s.rtype == qtype)
             };
             if let Some(set) = wanted {
-                response.push(choose(set));
+                response.push(set.variant(choose(set)));
                 response.additional = &set.additional;
                 return response;
             }
             let Some(cname) = node.sets.iter().find(|s| s.rtype == RecordType::CNAME) else {
                 response.outcome = Outcome::NoData;
                 response.soa = Some(&zone.negative_soa);
+                if zone.signer.is_some() {
+                    response.denial = [&zone.negative_soa_sigs, &node.denial];
+                }
                 return response;
             };
-            let records = choose(cname);
-            response.push(records);
+            let (records, sigs) = cname.variant(choose(cname));
+            response.push((records, sigs));
             let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
                 return response;
             };

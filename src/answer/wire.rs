@@ -25,6 +25,9 @@ pub struct WireIndex {
     names: HashMap<Box<[u8]>, WireNode>,
     /// Zone origins, lowercase wire form, to the zone's NXDOMAIN material.
     zones: HashMap<Box<[u8]>, Negative>,
+    /// Some zone is signed: DO=1 queries go to the general path, which adds the RRSIGs
+    /// and NSEC records (the messages here are the DO=0 answers).
+    signed: bool,
 }
 
 #[derive(Debug)]
@@ -73,7 +76,10 @@ impl WireIndex {
     /// general path does. A name whose answers fail to encode is left to the general path
     /// (it would fail there too, as SERVFAIL).
     pub(super) fn build(zones: &[ZoneTable]) -> Self {
-        let mut index = WireIndex::default();
+        let mut index = WireIndex {
+            signed: zones.iter().any(|z| z.signer.is_some()),
+            ..WireIndex::default()
+        };
         for zone in zones {
             let Some(origin) = wire_name(&zone.origin) else {
                 continue;
@@ -95,6 +101,11 @@ impl WireIndex {
             );
         }
         index
+    }
+
+    /// Whether some zone is signed (then DO=1 queries are not answered from here).
+    pub fn signed(&self) -> bool {
+        self.signed
     }
 
     /// The answer to `qname` (lowercase wire form, ending in the root label) and `qtype`,

@@ -32,6 +32,8 @@ pub struct PlainQuery<'a> {
     pub qtype: u16,
     /// The buffer size the client offered, when it sent EDNS(0).
     pub edns_payload: Option<u16>,
+    /// The DO bit (RFC 3225): the client wants DNSSEC records.
+    pub dnssec_ok: bool,
 }
 
 impl<'a> PlainQuery<'a> {
@@ -75,10 +77,11 @@ impl<'a> PlainQuery<'a> {
             return None;
         }
         let question_end = at + 4;
-        let edns_payload = if ar == 1 {
-            Some(read_opt(packet.get(question_end..)?)?)
+        let (edns_payload, dnssec_ok) = if ar == 1 {
+            let (payload, dnssec_ok) = read_opt(packet.get(question_end..)?)?;
+            (Some(payload), dnssec_ok)
         } else if packet.len() == question_end {
-            None
+            (None, false)
         } else {
             return None; // trailing bytes: let the general path judge them
         };
@@ -89,6 +92,7 @@ impl<'a> PlainQuery<'a> {
             name_len,
             qtype,
             edns_payload,
+            dnssec_ok,
         })
     }
 
@@ -108,6 +112,9 @@ impl<'a> PlainQuery<'a> {
     /// Writes the answer from `index` into `out`, returning its length and rcode, or
     /// `None` when the general path must answer.
     pub fn answer(&self, index: &WireIndex, out: &mut [u8]) -> Option<(usize, ResponseCode)> {
+        if self.dnssec_ok && index.signed() {
+            return None; // signed answers are put together by the general path
+        }
         match index.answer(self.lower_name(), self.qtype) {
             WireAnswer::Message(message, rcode) => {
                 let len = message.len();
@@ -183,8 +190,10 @@ impl<'a> PlainQuery<'a> {
         };
         let end = len + OPT_LEN;
         let payload = payload.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes();
+        // The DO bit is copied back (RFC 3225 §3).
+        let flags = if self.dnssec_ok { 0x80 } else { 0 };
         out.get_mut(len..end)?
-            .copy_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, 0, 0, 0, 0]);
+            .copy_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, flags, 0, 0, 0]);
         let additional = u16::from_be_bytes([out[10], out[11]]).checked_add(1)?;
         out[10..12].copy_from_slice(&additional.to_be_bytes());
         Some(end)
@@ -192,8 +201,8 @@ impl<'a> PlainQuery<'a> {
 }
 
 /// Reads the one additional record, which must be an EDNS version 0 OPT at the root
-/// whose options are well formed and which ends the packet: its buffer size.
-fn read_opt(rest: &[u8]) -> Option<u16> {
+/// whose options are well formed and which ends the packet: its buffer size and DO bit.
+fn read_opt(rest: &[u8]) -> Option<(u16, bool)> {
     let fixed = rest.get(..11)?;
     if fixed[0] != 0 || u16::from_be_bytes([fixed[1], fixed[2]]) != TYPE_OPT {
         return None;
@@ -213,5 +222,5 @@ fn read_opt(rest: &[u8]) -> Option<u16> {
         let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
         options = options.get(4 + len..)?;
     }
-    Some(payload)
+    Some((payload, fixed[7] & 0x80 != 0))
 }

@@ -17,6 +17,28 @@ pub async fn unbound_for(gslb_port: u16) -> (SocketAddr, tokio::process::Child, 
 pub async fn unbound_for_many(
     gslb_ports: &[u16],
 ) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    unbound_with(gslb_ports, r#"module-config: "iterator""#).await
+}
+
+/// A validating unbound (DNSSEC) whose trust anchor for the zone is `anchor`, a DS or
+/// DNSKEY record in zone-file form.
+pub async fn validating_unbound_for(
+    gslb_port: u16,
+    anchor: &str,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    let server = format!(
+        "module-config: \"validator iterator\"\n  trust-anchor: \"{}\"\n  val-log-level: 2",
+        anchor.trim()
+    );
+    unbound_with(&[gslb_port], &server).await
+}
+
+/// unbound with a stub zone for tke-demo.cn at `gslb_ports`, and `server` (lines of its
+/// `server:` section: the modules, a trust anchor).
+async fn unbound_with(
+    gslb_ports: &[u16],
+    server: &str,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
     let stub_addrs: String = gslb_ports
         .iter()
         .map(|p| format!("  stub-addr: 127.0.0.1@{p}\n"))
@@ -41,7 +63,7 @@ pub async fn unbound_for_many(
   num-threads: 1
   so-reuseport: no
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
+  {server}
 remote-control:
   control-enable: no
 stub-zone:

@@ -139,3 +139,21 @@ fn keys_of_other_algorithms_and_bad_files_are_refused() {
     assert!(e.contains("not supported"), "{e}");
     assert!(generate_pem("rsa").is_err());
 }
+
+#[test]
+fn signatures_past_half_their_validity_are_renewed() {
+    let mut s = signer(&[("ed25519", KeyRole::Csk)]);
+    s.validity = Duration::from_secs(2);
+    let name = Name::from_ascii("www.example.com.").unwrap();
+    let set = vec![Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 1)))];
+    let first = s.sign_cached(&set);
+    // More than half of the 2 s validity passes (a short, bounded wait).
+    std::thread::sleep(Duration::from_millis(1100));
+    let renewed = s.sign_cached(&set);
+    let expiration = |r: &[Record]| rrsig(&r[0]).unwrap().input().sig_expiration.get();
+    assert!(
+        expiration(&renewed) > expiration(&first),
+        "{first:?} {renewed:?}"
+    );
+    assert!(verifies(&s, &set, &renewed[0]));
+}

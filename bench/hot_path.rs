@@ -3,8 +3,12 @@
 //! - `udp/*`: one query answered the way the UDP threads answer it, by the fast path
 //!   (pre-encoded answers) and by the general hickory path, on the demo's table; their
 //!   ratio is what the fast path buys.
+//! - `udp/signed general path/*`: the same queries with DO=1 on the demo zone signed
+//!   with an ECDSA P-256 CSK (the fast path leaves them to the general path).
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
-//!   which runs on every health change, and parsing that config, which runs on reload.
+//!   which runs on every health change, and parsing that config, which runs on reload;
+//!   signed, with the signatures of the last build cached (a health change) or none
+//!   (the first build).
 //!
 //! These guard against regressions; the throughput figures in the README come from
 //! `bench/dnsperf.sh` and `bench/compare.sh`, which include the kernel's share.
@@ -31,13 +35,32 @@ fn table(config: &str) -> AnswerTable {
     AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1)
 }
 
+/// `config` with its first zone signed by a new ECDSA P-256 CSK written into `dir`.
+fn signed(config: &str, dir: &std::path::Path) -> String {
+    let key = dir.join("csk.pem");
+    std::fs::write(&key, gslb::dnssec::generate_pem("ecdsa-p256").unwrap()).unwrap();
+    config.replacen(
+        "[[cluster]]",
+        &format!(
+            "[zone.dnssec]\nkeys = [{{ file = {:?} }}]\n\n[[cluster]]",
+            key.to_str().unwrap()
+        ),
+        1,
+    )
+}
+
 fn query(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+    query_do(name, rtype, edns, false)
+}
+
+fn query_do(name: &str, rtype: RecordType, edns: bool, dnssec_ok: bool) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if edns {
         let mut e = Edns::new();
         e.set_max_payload(1232);
+        e.set_dnssec_ok(dnssec_ok);
         m.set_edns(e);
     }
     m.to_vec().unwrap()
@@ -99,6 +122,30 @@ fn udp(c: &mut Criterion) {
             })
         });
     }
+    let dir = tempfile::tempdir().unwrap();
+    let signed = Handler::new(
+        Arc::new(ArcSwap::from_pointee(self::table(&signed(
+            gslb::demo::CONFIG,
+            dir.path(),
+        )))),
+        Arc::new(Metrics::new()),
+    );
+    for (label, name, rtype) in [
+        ("A", "tke-demo.cn.", RecordType::A),
+        ("CNAME chain", "www.tke-demo.cn.", RecordType::A),
+        ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A),
+    ] {
+        let packet = query_do(name, rtype, true, true);
+        c.bench_function(&format!("udp/signed general path/{label}"), |b| {
+            b.iter(|| {
+                black_box(
+                    signed
+                        .answer_general(black_box(&packet), src, Protocol::Udp)
+                        .unwrap(),
+                )
+            })
+        });
+    }
 }
 
 fn tables(c: &mut Criterion) {
@@ -112,6 +159,27 @@ fn tables(c: &mut Criterion) {
     c.bench_function("table/parse 1000-app config", |b| {
         b.iter(|| black_box(gslb::config::parse(black_box(&text), "bench").unwrap()))
     });
+    let dir = tempfile::tempdir().unwrap();
+    let signed_text = signed(&text, dir.path());
+    let signed_health = || {
+        let config = gslb::config::parse(&signed_text, "bench").unwrap();
+        HealthSnapshot::initial(&Arc::new(config.inventory), SystemTime::now())
+    };
+    let warm = signed_health();
+    AnswerTable::build(&warm, 1);
+    c.bench_function("table/build 1000 apps signed, cached", |b| {
+        b.iter(|| black_box(AnswerTable::build(black_box(&warm), 1)))
+    });
+    let mut group = c.benchmark_group("table");
+    group.sample_size(10);
+    group.bench_function("build 1000 apps signed, first", |b| {
+        b.iter_batched(
+            signed_health,
+            |h| black_box(AnswerTable::build(&h, 1)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, udp, tables);

@@ -65,7 +65,11 @@ impl AnswerTable {
         let mut versions = Versions::new();
         for zone in &mut zones {
             let origin = zone.origin.to_string();
-            let version = ZoneVersion::next(last.get(&origin), zone.digest(), now);
+            // A signed zone's digest also moves with the signature epoch, so that its
+            // secondaries transfer renewed signatures.
+            let epoch = zone.signer.as_ref().map_or(0, |s| s.epoch());
+            let digest = zone.digest() ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let version = ZoneVersion::next(last.get(&origin), digest, now);
             zone.set_serial(version.serial);
             versions.insert(origin, version);
         }

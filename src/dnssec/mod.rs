@@ -337,21 +337,42 @@ impl ZoneSigner {
             return Vec::new();
         };
         let mut bitmap: Vec<RecordType> = types.unwrap_or_default().to_vec();
-        bitmap.extend([RecordType::RRSIG, RecordType::NSEC]);
         if types.is_none() {
             bitmap.push(NXNAME);
         }
+        self.nsec(owner, next, &bitmap, ttl, types.is_some())
+    }
+
+    /// The NSEC at `owner` pointing at `next` for the types `types` (RRSIG and NSEC are
+    /// added), and its RRSIGs: from the cache when `cached`, else made now.
+    pub fn nsec(
+        &self,
+        owner: &Name,
+        next: Name,
+        types: &[RecordType],
+        ttl: u32,
+        cached: bool,
+    ) -> Vec<Record> {
+        let mut bitmap = types.to_vec();
+        bitmap.extend([RecordType::RRSIG, RecordType::NSEC]);
         let nsec = Record::from_rdata(
             owner.clone(),
             ttl,
             RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, bitmap))),
         );
-        let sigs = if types.is_some() {
+        let sigs = if cached {
             self.sign_cached(std::slice::from_ref(&nsec))
         } else {
             self.sign(std::slice::from_ref(&nsec), unix_now())
         };
         std::iter::once(nsec).chain(sigs).collect()
+    }
+
+    /// A number that moves every quarter of the signature validity: folded into the
+    /// zone's digest, it moves the serial, so that secondaries transfer the renewed
+    /// signatures long before theirs expire.
+    pub fn epoch(&self) -> u64 {
+        unix_now() / (self.validity.as_secs() / 4).max(1)
     }
 }
 

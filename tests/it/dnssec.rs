@@ -168,3 +168,56 @@ async fn a_wrong_trust_anchor_makes_the_answers_bogus() {
     );
     gslb.stop().await;
 }
+
+/// A secondary's copy (AXFR) of a signed zone carries the signatures and an NSEC chain,
+/// and `ldns-verify-zone` finds it valid; IXFR sends the whole zone too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transferred_copy_of_a_signed_zone_verifies() {
+    let block = Block::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ksk = keygen(dir.path(), "ksk.pem", "ed25519").await;
+    let zsk = keygen(dir.path(), "zsk.pem", "ecdsa-p256").await;
+    let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let config = signed_config(
+        &block,
+        port,
+        &format!(r#"{{ file = "{ksk}", role = "ksk" }}, {{ file = "{zsk}", role = "zsk" }}"#),
+    )
+    .replacen(
+        "[zone.dnssec]",
+        "allow_transfer = [\"127.0.0.0/8\"]\n[zone.dnssec]",
+        1,
+    );
+    let gslb = Gslb::start(&config).await;
+    let copy = dig(gslb.dns, "tke-demo.cn AXFR").await.raw;
+    for rtype in ["RRSIG", "NSEC", "DNSKEY"] {
+        assert!(
+            copy.contains(&format!("\t{rtype}\t")),
+            "no {rtype} in\n{copy}"
+        );
+    }
+    let file = dir.path().join("copy.zone");
+    std::fs::write(&file, &copy).unwrap();
+    let out = tokio::process::Command::new("ldns-verify-zone")
+        .arg(&file)
+        .output()
+        .await
+        .expect("ldns-verify-zone runs: apt-get install -y ldnsutils");
+    assert!(
+        out.status.success(),
+        "ldns-verify-zone: {}{}\n{copy}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A damaged copy fails the same check: it can fail.
+    let damaged = copy.replacen("\tA\t127.0.0.1", "\tA\t127.0.0.9", 1);
+    assert_ne!(damaged, copy);
+    std::fs::write(&file, &damaged).unwrap();
+    let out = tokio::process::Command::new("ldns-verify-zone")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a damaged copy verified");
+    gslb.stop().await;
+}

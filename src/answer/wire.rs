@@ -8,6 +8,10 @@
 //! (NODATA) and per zone (the SOA for NXDOMAIN, whose owner is a pointer into the
 //! question). Anything the index cannot answer exactly as the general path would (a CNAME
 //! chain, ANY, meta types, names outside our zones) is [`WireAnswer::Slow`].
+//!
+//! In a signed zone each set and each NODATA is also kept signed (the RRSIGs after the
+//! set; the SOA's RRSIGs and the NSEC after the SOA), for DO=1 queries; a DO=1 query for
+//! a missing name (whose denial is signed per query) or through a CNAME is Slow.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,8 +29,8 @@ pub struct WireIndex {
     names: HashMap<Box<[u8]>, WireNode>,
     /// Zone origins, lowercase wire form, to the zone's NXDOMAIN material.
     zones: HashMap<Box<[u8]>, Negative>,
-    /// Some zone is signed: DO=1 queries go to the general path, which adds the RRSIGs
-    /// and NSEC records (the messages here are the DO=0 answers).
+    /// Some zone is signed: DO=1 queries get the signed messages here (sets and NODATA of
+    /// names without a CNAME in signed zones), or go to the general path.
     signed: bool,
 }
 
@@ -38,6 +42,10 @@ struct WireNode {
     /// The response to every other type: NODATA, or for a CNAME what its chain ends in
     /// (NODATA or NXDOMAIN there, or a name outside our zones). `None`: the general path.
     other: Option<(Box<[u8]>, ResponseCode)>,
+    /// In a signed zone, for DO=1 queries: the NODATA with the SOA's RRSIGs and the NSEC
+    /// proof. `None`: DO=1 queries of this name go to the general path (a CNAME, or an
+    /// unsigned zone when some other zone is signed).
+    other_signed: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +53,8 @@ struct WireSet {
     /// The query type this set answers.
     rtype: u16,
     variants: Vec<Box<[u8]>>,
+    /// In a signed zone, each variant with its RRSIGs after it (DO=1); else empty.
+    signed: Vec<Box<[u8]>>,
     next: AtomicUsize,
 }
 
@@ -103,30 +113,44 @@ impl WireIndex {
         index
     }
 
-    /// Whether some zone is signed (then DO=1 queries are not answered from here).
+    /// Whether some zone is signed.
     pub fn signed(&self) -> bool {
         self.signed
     }
 
     /// The answer to `qname` (lowercase wire form, ending in the root label) and `qtype`,
-    /// moving the rotation of sets served in turn.
-    pub fn answer(&self, qname: &[u8], qtype: u16) -> WireAnswer<'_> {
+    /// moving the rotation of sets served in turn. `dnssec_ok`: the client set DO; when
+    /// some zone is signed, only signed answers held here are served, the rest is
+    /// [`WireAnswer::Slow`].
+    pub fn answer(&self, qname: &[u8], qtype: u16, dnssec_ok: bool) -> WireAnswer<'_> {
         if is_special(qtype) {
             return WireAnswer::Slow;
         }
+        let signed = dnssec_ok && self.signed;
         if let Some(node) = self.names.get(qname) {
             if let Some(set) = node.sets.iter().find(|s| s.rtype == qtype) {
-                let variant = match set.variants.len() {
+                let variants = if signed { &set.signed } else { &set.variants };
+                let variant = match variants.len() {
                     0 => return WireAnswer::Slow,
-                    1 => &set.variants[0],
-                    n => &set.variants[set.next.fetch_add(1, Ordering::Relaxed) % n],
+                    1 => &variants[0],
+                    n => &variants[set.next.fetch_add(1, Ordering::Relaxed) % n],
                 };
                 return WireAnswer::Message(variant, ResponseCode::NoError);
+            }
+            if signed {
+                return match &node.other_signed {
+                    Some(m) => WireAnswer::Message(m, ResponseCode::NoError),
+                    None => WireAnswer::Slow,
+                };
             }
             return match &node.other {
                 Some((m, rcode)) => WireAnswer::Message(m, *rcode),
                 None => WireAnswer::Slow,
             };
+        }
+        if signed {
+            // A missing name in a signed zone: its denial is signed per query.
+            return WireAnswer::Slow;
         }
         // Not a name we hold: NXDOMAIN in the closest enclosing zone, if any. Walking
         // from the full name towards the root finds the longest origin first.
@@ -168,9 +192,29 @@ impl WireNode {
                     )
                 })
                 .collect::<Option<Vec<_>>>()?;
+            // Signed variants for names without a chain (a chain's DO=1 answers are the
+            // general path's).
+            let signed = if prefix.is_empty() && zone.signer.is_some() {
+                (set.variants.iter().zip(&set.sigs))
+                    .map(|(records, sigs)| {
+                        let answers: Vec<Record> = records.iter().chain(sigs).cloned().collect();
+                        encode(
+                            &owner,
+                            rtype,
+                            ResponseCode::NoError,
+                            &answers,
+                            &[],
+                            &set.additional,
+                        )
+                    })
+                    .collect::<Option<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
             Some(WireSet {
                 rtype: u16::from(rtype),
                 variants,
+                signed,
                 next: AtomicUsize::new(0),
             })
         };
@@ -181,9 +225,28 @@ impl WireNode {
                 .map(|s| set(s.rtype, &[], s))
                 .collect::<Option<Vec<_>>>()?;
             let nodata = negative(&owner, ResponseCode::NoError, &[], zone)?;
+            let other_signed = match zone.signer {
+                Some(_) => {
+                    let authority: Vec<Record> = std::iter::once(&zone.negative_soa)
+                        .chain(&zone.negative_soa_sigs)
+                        .chain(&node.denial)
+                        .cloned()
+                        .collect();
+                    Some(encode(
+                        &owner,
+                        RecordType::A,
+                        ResponseCode::NoError,
+                        &[],
+                        &authority,
+                        &[],
+                    )?)
+                }
+                None => None,
+            };
             return Some(Self {
                 sets,
                 other: Some((nodata, ResponseCode::NoError)),
+                other_signed,
             });
         };
         // Follow the chain: CNAME sets have one variant; the end decides the rest.
@@ -208,6 +271,7 @@ impl WireNode {
                 return Some(Self {
                     sets: vec![set(RecordType::CNAME, &[], cname)?],
                     other: Some((exit, ResponseCode::NoError)),
+                    other_signed: None,
                 });
             };
             let Some(end) = tz.nodes.get(&target) else {
@@ -215,6 +279,7 @@ impl WireNode {
                 return Some(Self {
                     sets: vec![set(RecordType::CNAME, &[], cname)?],
                     other: Some((nx, ResponseCode::NXDomain)),
+                    other_signed: None,
                 });
             };
             match end.sets.iter().find(|s| s.rtype == RecordType::CNAME) {
@@ -228,6 +293,7 @@ impl WireNode {
                     return Some(Self {
                         sets,
                         other: Some((nodata, ResponseCode::NoError)),
+                        other_signed: None,
                     });
                 }
             }
@@ -236,6 +302,7 @@ impl WireNode {
         Some(Self {
             sets: vec![set(RecordType::CNAME, &[], cname)?],
             other: None,
+            other_signed: None,
         })
     }
 }

@@ -112,10 +112,7 @@ impl<'a> PlainQuery<'a> {
     /// Writes the answer from `index` into `out`, returning its length and rcode, or
     /// `None` when the general path must answer.
     pub fn answer(&self, index: &WireIndex, out: &mut [u8]) -> Option<(usize, ResponseCode)> {
-        if self.dnssec_ok && index.signed() {
-            return None; // signed answers are put together by the general path
-        }
-        match index.answer(self.lower_name(), self.qtype) {
+        match index.answer(self.lower_name(), self.qtype, self.dnssec_ok) {
             WireAnswer::Message(message, rcode) => {
                 let len = message.len();
                 if len + self.opt_len() > self.limit().min(out.len()) || len < self.question_end {

@@ -3,8 +3,9 @@
 //! - `udp/*`: one query answered the way the UDP threads answer it, by the fast path
 //!   (pre-encoded answers) and by the general hickory path, on the demo's table; their
 //!   ratio is what the fast path buys.
-//! - `udp/signed general path/*`: the same queries with DO=1 on the demo zone signed
-//!   with an ECDSA P-256 CSK (the fast path leaves them to the general path).
+//! - `udp/signed fast path/*`, `udp/signed general path/*`: the same queries with DO=1 on
+//!   the demo zone signed with an ECDSA P-256 CSK (the fast path holds signed sets and
+//!   NODATA; a missing name's denial is signed per query by the general path).
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
 //!   which runs on every health change, and parsing that config, which runs on reload;
 //!   signed, with the signatures of the last build cached (a health change) or none
@@ -132,10 +133,24 @@ fn udp(c: &mut Criterion) {
     );
     for (label, name, rtype) in [
         ("A", "tke-demo.cn.", RecordType::A),
+        ("NODATA", "tke-demo.cn.", RecordType::TXT),
         ("CNAME chain", "www.tke-demo.cn.", RecordType::A),
         ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A),
     ] {
         let packet = query_do(name, rtype, true, true);
+        let fast_signed = &signed.table().load().wire;
+        if PlainQuery::parse(&packet)
+            .unwrap()
+            .answer(fast_signed, &mut out)
+            .is_some()
+        {
+            c.bench_function(&format!("udp/signed fast path/{label}"), |b| {
+                b.iter(|| {
+                    let plain = PlainQuery::parse(black_box(&packet)).unwrap();
+                    black_box(plain.answer(fast_signed, &mut out).unwrap())
+                })
+            });
+        }
         c.bench_function(&format!("udp/signed general path/{label}"), |b| {
             b.iter(|| {
                 black_box(

@@ -221,3 +221,60 @@ async fn a_transferred_copy_of_a_signed_zone_verifies() {
     assert!(!out.status.success(), "a damaged copy verified");
     gslb.stop().await;
 }
+
+/// Key problems are config errors naming the key; `dnssec ds` refuses a config without a
+/// signed zone; keygen does not overwrite a key.
+#[tokio::test]
+async fn bad_keys_and_unsigned_configs_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let csk = keygen(dir.path(), "csk.pem", "ecdsa-p256").await;
+    let again = tokio::process::Command::new(GSLB)
+        .args(["dnssec", "keygen", "--out", &csk])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success(), "keygen overwrote a key");
+    let base = crate::harness::config("");
+    let path = dir.path().join("gslb.toml");
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(GSLB)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let p = path.to_str().unwrap().to_owned();
+    std::fs::write(&path, &base).unwrap();
+    let (code, err) = run(vec![
+        "dnssec".into(),
+        "ds".into(),
+        "--config".into(),
+        p.clone(),
+    ])
+    .await;
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("no signed zone"), "{err}");
+
+    let missing = dir.path().join("missing.pem");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[zone.dnssec]\nkeys = [{{ file = {:?}, role = \"ksk\" }}, {{ file = {csk:?}, role = \"zsk\" }}, {{ file = {csk:?}, role = \"big\" }}]\nsignature_validity = \"1h\"\n",
+            missing.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, err) = run(vec!["check-config".into(), p.clone()]).await;
+    assert_eq!(code, Some(64), "{err}");
+    for want in [
+        "zone[0].dnssec.keys[0].file: cannot read a PKCS#8 PEM private key",
+        "zone[0].dnssec.keys[2].role: `big` is not a key role",
+        "zone[0].dnssec.signature_validity: 1h is too short",
+    ] {
+        assert!(err.contains(want), "no `{want}` in:\n{err}");
+    }
+}

@@ -4,8 +4,14 @@
 //!   (pre-encoded answers) and by the general hickory path, on the demo's table plus a
 //!   `geo` app (two regions of 100 subnets); their ratio is what the fast path buys, and
 //!   the `geo`/`ECS` cases what client placement and the ECS echo cost.
+//! - `udp/signed fast path/*`, `udp/signed general path/*`: queries with DO=1 on the same
+//!   table with the demo zone signed by an ECDSA P-256 CSK (the fast path holds signed
+//!   sets, per region for the `geo` app, and NODATA; a missing name's denial is signed
+//!   per query by the general path).
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
-//!   which runs on every health change, and parsing that config, which runs on reload.
+//!   which runs on every health change, and parsing that config, which runs on reload;
+//!   signed, with the signatures of the last build cached (a health change) or none
+//!   (the first build).
 //!
 //! These guard against regressions; the throughput figures in the README come from
 //! `bench/dnsperf.sh` and `bench/compare.sh`, which include the kernel's share.
@@ -33,8 +39,23 @@ fn table(config: &str) -> AnswerTable {
     AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1)
 }
 
-/// With `ecs`, the OPT record carries an EDNS Client Subnet of 10.2.3.0/24.
-fn query_ecs(name: &str, rtype: RecordType, edns: bool, ecs: bool) -> Vec<u8> {
+/// `config` with its first zone signed by a new ECDSA P-256 CSK written into `dir`.
+fn signed(config: &str, dir: &std::path::Path) -> String {
+    let key = dir.join("csk.pem");
+    std::fs::write(&key, gslb::dnssec::generate_pem("ecdsa-p256").unwrap()).unwrap();
+    config.replacen(
+        "[[cluster]]",
+        &format!(
+            "[zone.dnssec]\nkeys = [{{ file = {:?} }}]\n\n[[cluster]]",
+            key.to_str().unwrap()
+        ),
+        1,
+    )
+}
+
+/// With `ecs`, the OPT record carries an EDNS Client Subnet of 10.2.3.0/24; `dnssec_ok`
+/// sets its DO bit.
+fn query(name: &str, rtype: RecordType, edns: bool, ecs: bool, dnssec_ok: bool) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
@@ -48,6 +69,7 @@ fn query_ecs(name: &str, rtype: RecordType, edns: bool, ecs: bool) -> Vec<u8> {
                 0,
             )));
         }
+        e.set_dnssec_ok(dnssec_ok);
         m.set_edns(e);
     }
     m.to_vec().unwrap()
@@ -115,7 +137,7 @@ fn udp(c: &mut Criterion) {
         ("geo A", "geo.tke-demo.cn.", RecordType::A, false),
         ("geo A with ECS", "geo.tke-demo.cn.", RecordType::A, true),
     ] {
-        let packet = query_ecs(name, rtype, true, ecs);
+        let packet = query(name, rtype, true, ecs, false);
         c.bench_function(&format!("udp/fast path/{label}"), |b| {
             b.iter(|| {
                 let plain = PlainQuery::parse(black_box(&packet)).unwrap();
@@ -126,6 +148,49 @@ fn udp(c: &mut Criterion) {
             b.iter(|| {
                 black_box(
                     handler
+                        .answer_general(black_box(&packet), src, Protocol::Udp)
+                        .unwrap(),
+                )
+            })
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let signed = Handler::new(
+        Arc::new(ArcSwap::from_pointee(self::table(&signed(
+            &demo_with_geo(),
+            dir.path(),
+        )))),
+        Arc::new(Metrics::new()),
+    );
+    let signed_table = signed.table();
+    for (label, name, rtype, ecs) in [
+        ("A", "tke-demo.cn.", RecordType::A, false),
+        ("NODATA", "tke-demo.cn.", RecordType::TXT, false),
+        ("CNAME chain", "www.tke-demo.cn.", RecordType::A, false),
+        ("NXDOMAIN", "nope.tke-demo.cn.", RecordType::A, false),
+        ("geo A with ECS", "geo.tke-demo.cn.", RecordType::A, true),
+    ] {
+        let packet = query(name, rtype, true, ecs, true);
+        if PlainQuery::parse(&packet)
+            .unwrap()
+            .answer(&signed_table.load(), src.ip(), &mut out)
+            .is_some()
+        {
+            c.bench_function(&format!("udp/signed fast path/{label}"), |b| {
+                b.iter(|| {
+                    let plain = PlainQuery::parse(black_box(&packet)).unwrap();
+                    black_box(
+                        plain
+                            .answer(&signed_table.load(), src.ip(), &mut out)
+                            .unwrap(),
+                    )
+                })
+            });
+        }
+        c.bench_function(&format!("udp/signed general path/{label}"), |b| {
+            b.iter(|| {
+                black_box(
+                    signed
                         .answer_general(black_box(&packet), src, Protocol::Udp)
                         .unwrap(),
                 )
@@ -145,6 +210,27 @@ fn tables(c: &mut Criterion) {
     c.bench_function("table/parse 1000-app config", |b| {
         b.iter(|| black_box(gslb::config::parse(black_box(&text), "bench").unwrap()))
     });
+    let dir = tempfile::tempdir().unwrap();
+    let signed_text = signed(&text, dir.path());
+    let signed_health = || {
+        let config = gslb::config::parse(&signed_text, "bench").unwrap();
+        HealthSnapshot::initial(&Arc::new(config.inventory), SystemTime::now())
+    };
+    let warm = signed_health();
+    AnswerTable::build(&warm, 1);
+    c.bench_function("table/build 1000 apps signed, cached", |b| {
+        b.iter(|| black_box(AnswerTable::build(black_box(&warm), 1)))
+    });
+    let mut group = c.benchmark_group("table");
+    group.sample_size(10);
+    group.bench_function("build 1000 apps signed, first", |b| {
+        b.iter_batched(
+            signed_health,
+            |h| black_box(AnswerTable::build(&h, 1)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, udp, tables);

@@ -412,6 +412,10 @@ async fn apply_inventories(
     while probes.join_next().await.is_some() {}
 }
 
+/// How often the tables of signed zones are rebuilt when nothing else changes: renewing
+/// signatures well before they expire (validity is at least 3 days, renewed at half).
+const RESIGN_CHECK: Duration = Duration::from_secs(3600);
+
 /// Rebuilds the answer table on every health state change (and every change of
 /// steadiness, which moves adaptive TTLs), and logs and counts what each app's answer
 /// became.
@@ -423,9 +427,24 @@ async fn plan_answers(
 ) {
     let moves = |s: &HealthSnapshot| (s.version, s.steadiness);
     let mut seen = moves(&health.borrow());
-    while health.changed().await.is_ok() {
+    loop {
+        // Signed zones are rebuilt every RESIGN_CHECK even when nothing changes, so that
+        // signatures past half of their validity are renewed (the others come from the
+        // signer's cache).
+        let signed = (health.borrow().inventory.zones.iter()).any(|z| z.dnssec.is_some());
+        let resign = if signed {
+            match tokio::time::timeout(RESIGN_CHECK, health.changed()).await {
+                Ok(Ok(())) => false,
+                Ok(Err(_)) => break,
+                Err(_) => true,
+            }
+        } else if health.changed().await.is_ok() {
+            false
+        } else {
+            break;
+        };
         let snapshot = health.borrow_and_update().clone();
-        if moves(&snapshot) == seen {
+        if !resign && moves(&snapshot) == seen {
             continue; // new probe results, same states and streaks: answers cannot have changed
         }
         seen = moves(&snapshot);

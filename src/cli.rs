@@ -1,4 +1,5 @@
-//! The command line: `gslb serve | check-config | status | explain | override | drill | demo`.
+//! The command line: `gslb serve | check-config | status | explain | override | drill |
+//! dnssec | demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,9 +80,34 @@ pub enum Command {
     /// Rehearse a failover: take a cluster out, measure the switch, put it back.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// DNSSEC keys: make one, or print the DS records to give the parent zone.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
     /// Run a self-contained demo: stand-in ingresses on 127.0.1.1 and 127.0.1.2 and DNS for
     /// tke-demo.cn on 127.0.0.1:15353. No cluster and no config needed.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Write a new private key (PKCS#8 PEM) for `[zone.dnssec] keys`.
+    Keygen {
+        /// ecdsa-p256 (algorithm 13) or ed25519 (algorithm 15).
+        #[arg(long, default_value = "ecdsa-p256")]
+        algorithm: String,
+        /// The file to create (it must not exist; written readable by its owner only).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the DS records (SHA-256) of each signed zone's KSK or CSK, in zone-file form.
+    Ds {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this zone (e.g. tke-demo.cn).
+        #[arg(long)]
+        zone: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod dns;
+pub mod dnssec;
 pub mod drill;
 pub mod health;
 pub mod metrics;

@@ -11,7 +11,9 @@ use tracing_subscriber::EnvFilter;
 use gslb::admin::client::AdminClient;
 use gslb::admin::overrides::SetOverride;
 use gslb::admin::{explain, status};
-use gslb::cli::{Cli, Command, DrillCommand, DrillMethod, LogFormat, OverrideCommand, Remote};
+use gslb::cli::{
+    Cli, Command, DnssecCommand, DrillCommand, DrillMethod, LogFormat, OverrideCommand, Remote,
+};
 use gslb::drill::{self, DrillOptions};
 use gslb::{app, config, demo};
 
@@ -73,6 +75,16 @@ async fn run(command: Command) -> ExitCode {
         } => show_explain(&remote, &name, &qtype, client.as_deref(), json).await,
         Command::Override(cmd) => overrides(cmd).await,
         Command::Drill(cmd) => drills(cmd).await,
+        Command::Dnssec(DnssecCommand::Ds { config, zone }) => {
+            return match config::load(&config) {
+                Ok(c) => print_ds(&c, zone.as_deref()),
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            };
+        }
+        Command::Dnssec(DnssecCommand::Keygen { algorithm, out }) => keygen(&algorithm, &out),
         Command::Demo => {
             raise_open_file_limit();
             demo::run(shutdown_signal()).await
@@ -86,6 +98,50 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the DS records of every signed zone (or of `only`), one per line, as a parent
+/// zone file writes them.
+fn print_ds(config: &config::Config, only: Option<&str>) -> ExitCode {
+    let wanted = only.map(|z| z.trim_end_matches('.').to_ascii_lowercase() + ".");
+    let mut printed = 0;
+    for zone in &config.inventory.zones {
+        let origin = zone.origin.to_ascii().to_ascii_lowercase();
+        if wanted.as_ref().is_some_and(|w| *w != origin) {
+            continue;
+        }
+        let Some(signer) = &zone.dnssec else { continue };
+        for ds in signer.ds_records(zone.ttl) {
+            println!("{} {} IN DS {}", ds.name, ds.ttl, ds.data);
+            printed += 1;
+        }
+    }
+    if printed == 0 {
+        eprintln!(
+            "gslb: no signed zone{} in the config (add [zone.dnssec] keys)",
+            only.map(|z| format!(" named {z}")).unwrap_or_default()
+        );
+        return ExitCode::from(EX_USAGE);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes a new DNSSEC private key to `out`, owner-readable only, never over a file.
+fn keygen(algorithm: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let pem =
+        gslb::dnssec::generate_pem(&algorithm.to_ascii_lowercase()).map_err(anyhow::Error::msg)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(pem.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(())
 }
 
 /// Raises the soft limit on open files to the hard limit: TCP clients must not be able

@@ -28,6 +28,8 @@ pub struct Zone {
     pub records: Vec<StaticRecord>,
     /// Zone transfers to secondaries (hidden primary): who may transfer, whom to notify.
     pub transfer: Transfer,
+    /// Online DNSSEC signing: the keys and the signature cache. `None`: unsigned.
+    pub dnssec: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 /// Outgoing zone transfers (AXFR, IXFR) of one zone, and the NOTIFYs that announce a new

@@ -69,7 +69,12 @@ impl AnswerTable {
                 }
                 let mut set = RrSet::new(rtype, records(&top));
                 if spec.policy == Policy::Geo {
-                    set.geo = Some(GeoSet { app, regions });
+                    set.geo = Some(GeoSet {
+                        app,
+                        regions,
+                        region_sigs: Vec::new(),
+                        denials: Vec::new(),
+                    });
                 }
                 node.sets.push(set);
             }
@@ -77,7 +82,11 @@ impl AnswerTable {
         let mut versions = Versions::new();
         for zone in &mut zones {
             let origin = zone.origin.to_string();
-            let version = ZoneVersion::next(last.get(&origin), zone.digest(), now);
+            // A signed zone's digest also moves with the signature epoch, so that its
+            // secondaries transfer renewed signatures.
+            let epoch = zone.signer.as_ref().map_or(0, |s| s.epoch());
+            let digest = zone.digest() ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let version = ZoneVersion::next(last.get(&origin), digest, now);
             zone.set_serial(version.serial);
             versions.insert(origin, version);
         }
@@ -91,6 +100,9 @@ impl AnswerTable {
             geo: GeoIndex::build(&inventory.geo),
         };
         table.add_glue();
+        for zone in &mut table.zones {
+            zone.sign();
+        }
         table.wire = WireIndex::build(&table.zones);
         table
     }
@@ -144,6 +156,67 @@ impl AnswerTable {
 }
 
 impl ZoneTable {
+    /// In a signed zone: signs every variant of every set (of each region too, for a
+    /// `geo` app), the negative SOA, and each name's NODATA proof. Signatures come from
+    /// the signer's cache when the same set was signed by a recent build, so a health
+    /// change re-signs only the sets it moved.
+    fn sign(&mut self) {
+        let Some(signer) = self.signer.clone() else {
+            return;
+        };
+        signer.begin_build();
+        self.negative_soa_sigs = signer.sign_cached(std::slice::from_ref(&self.negative_soa));
+        let ttl = self.negative_soa.ttl;
+        let sign_all = |variants: &[Vec<Record>]| -> Vec<Vec<Record>> {
+            variants.iter().map(|v| signer.sign_cached(v)).collect()
+        };
+        for (name, node) in &mut self.nodes {
+            let owner = Name::from(name);
+            for set in &mut node.sets {
+                set.sigs = sign_all(&set.variants);
+                if let Some(geo) = &mut set.geo {
+                    geo.region_sigs = geo.regions.iter().map(|v| sign_all(v)).collect();
+                }
+            }
+            // The types held for clients of `region`: a `geo` set with no records for
+            // them is not there (their NODATA proof must not list it).
+            let types = |region: Option<usize>| -> Vec<RecordType> {
+                let mut types: Vec<RecordType> = (node.sets.iter())
+                    .filter(|s| s.geo.is_none() || !s.variant(region, 0).0.is_empty())
+                    .map(|s| s.rtype)
+                    .collect();
+                types.sort_by_key(|t| u16::from(*t));
+                types
+            };
+            let all: Vec<RecordType> = {
+                let mut all: Vec<RecordType> = node.sets.iter().map(|s| s.rtype).collect();
+                all.sort_by_key(|t| u16::from(*t));
+                all
+            };
+            node.denial = signer.denial(&owner, Some(&all), ttl);
+            let regions = (node.sets.iter())
+                .filter_map(|s| s.geo.as_ref().map(|g| g.regions.len()))
+                .max();
+            if let Some(n) = regions {
+                let denials: Vec<Vec<Record>> = (0..=n)
+                    .map(|r| {
+                        let here = types((r < n).then_some(r));
+                        if here == all {
+                            node.denial.clone()
+                        } else {
+                            signer.denial(&owner, Some(&here), ttl)
+                        }
+                    })
+                    .collect();
+                for set in &mut node.sets {
+                    if let Some(geo) = &mut set.geo {
+                        geo.denials = denials.clone();
+                    }
+                }
+            }
+        }
+    }
+
     /// The node at `name`, created with every missing ancestor up to the origin (so that
     /// empty non-terminals answer NODATA, not NXDOMAIN).
     fn node(&mut self, name: &Name) -> &mut Node {
@@ -180,7 +253,9 @@ fn zone_table(zone: &Zone, serial: u32) -> ZoneTable {
     let mut table = ZoneTable {
         origin: LowerName::new(&zone.origin),
         negative_soa,
+        negative_soa_sigs: Vec::new(),
         nodes: HashMap::new(),
+        signer: zone.dnssec.clone(),
     };
     let apex = table.node(&zone.origin);
     apex.sets
@@ -191,6 +266,10 @@ fn zone_table(zone: &Zone, serial: u32) -> ZoneTable {
         .map(|n| Record::from_rdata(zone.origin.clone(), zone.ttl, RData::NS(NS(n.clone()))))
         .collect();
     apex.sets.push(RrSet::new(RecordType::NS, vec![ns]));
+    if let Some(signer) = &zone.dnssec {
+        let keys = signer.dnskey_records(zone.ttl);
+        apex.sets.push(RrSet::new(RecordType::DNSKEY, vec![keys]));
+    }
 
     // Static records, grouped into sets by (name, type) in config order.
     let mut sets: Vec<(Name, RecordType, Vec<Record>)> = Vec::new();

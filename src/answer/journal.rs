@@ -76,9 +76,14 @@ impl AnswerTable {
     }
 
     /// The changes that take the zone at `index` from serial `from` to its current serial,
-    /// in order, or `None` when the journal does not reach back that far.
+    /// in order, or `None` when the journal does not reach back that far or the zone is
+    /// signed (then IXFR falls back to a full transfer, RFC 1995 §4).
     pub fn changes_since(&self, index: usize, from: u32) -> Option<Vec<Arc<Delta>>> {
         let zone = self.zones.get(index)?;
+        if zone.signer.is_some() {
+            // The journal holds no signatures: a signed zone is always sent whole.
+            return None;
+        }
         let current = self.serial_of(index)?;
         let deltas = self.journal.get(&zone.origin.to_string())?;
         let start = deltas.iter().position(|d| d.from_serial() == from)?;

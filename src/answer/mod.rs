@@ -48,13 +48,19 @@ struct ZoneTable {
     origin: LowerName,
     /// The SOA as served in negative answers: TTL is min(SOA TTL, MINIMUM), RFC 2308 §3.
     negative_soa: Record,
+    /// Its RRSIGs, when the zone is signed.
+    negative_soa_sigs: Vec<Record>,
     nodes: HashMap<LowerName, Node>,
+    /// The zone's keys, when it is signed (DNSSEC).
+    signer: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 /// Every record set at one name. An empty node is an empty non-terminal (NODATA).
 #[derive(Debug, Default)]
 struct Node {
     sets: Vec<RrSet>,
+    /// In a signed zone: the NSEC listing the types held here, and its RRSIGs (NODATA).
+    denial: Vec<Record>,
 }
 
 /// One record set, possibly in several variants served in turn.
@@ -62,6 +68,9 @@ struct Node {
 struct RrSet {
     rtype: RecordType,
     variants: Vec<Vec<Record>>,
+    /// In a signed zone: the RRSIGs of each variant (the same ones when variants only
+    /// rotate the order: a signature covers the set in canonical order).
+    sigs: Vec<Vec<Record>>,
     next: AtomicUsize,
     /// Glue for NS and MX targets inside our zones.
     additional: Vec<Record>,
@@ -74,6 +83,12 @@ struct RrSet {
 struct GeoSet {
     app: usize,
     regions: Vec<Vec<Vec<Record>>>,
+    /// In a signed zone: the RRSIGs of each variant of each region.
+    region_sigs: Vec<Vec<Vec<Record>>>,
+    /// In a signed zone: the NODATA proof (NSEC listing the types held for those clients,
+    /// and its RRSIGs) for clients of each region, then for clients in none; used when
+    /// this set has no records for them.
+    denials: Vec<Vec<Record>>,
 }
 
 impl RrSet {
@@ -81,37 +96,62 @@ impl RrSet {
         Self {
             rtype,
             variants,
+            sigs: Vec::new(),
             next: AtomicUsize::new(0),
             additional: Vec::new(),
             geo: None,
         }
     }
 
-    /// The variants served to clients of `region` (`None`: in no region).
-    fn variants_for(&self, region: Option<usize>) -> &[Vec<Record>] {
+    /// The variants served to clients of `region` (`None`: in no region), and their
+    /// signatures (empty in an unsigned zone).
+    fn variants_for(&self, region: Option<usize>) -> (&[Vec<Record>], &[Vec<Record>]) {
         match (&self.geo, region) {
-            (Some(geo), Some(r)) => geo.regions.get(r).map_or(&self.variants, |v| v),
-            _ => &self.variants,
+            (Some(geo), Some(r)) if r < geo.regions.len() => (
+                &geo.regions[r],
+                geo.region_sigs.get(r).map_or(&[], Vec::as_slice),
+            ),
+            _ => (&self.variants, &self.sigs),
         }
+    }
+
+    /// In a signed zone, the NODATA proof for clients of `region` when this `geo` set
+    /// has no records for them.
+    fn geo_denial(&self, region: Option<usize>) -> &[Record] {
+        let Some(geo) = &self.geo else {
+            return &[];
+        };
+        let i = region
+            .filter(|r| *r < geo.regions.len())
+            .unwrap_or(geo.regions.len());
+        geo.denials.get(i).map_or(&[], Vec::as_slice)
     }
 
     /// The variant for this query: the next in turn when there are several.
-    fn pick(&self, region: Option<usize>) -> &[Record] {
-        let variants = self.variants_for(region);
-        match variants.len() {
-            0 => &[],
-            1 => &variants[0],
-            n => &variants[self.next.fetch_add(1, Ordering::Relaxed) % n],
+    fn pick(&self, region: Option<usize>) -> usize {
+        match self.variants_for(region).0.len() {
+            0 | 1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
         }
     }
 
-    /// The first variant for `region`, moving no rotation.
-    fn first_for(&self, region: Option<usize>) -> &[Record] {
-        self.variants_for(region).first().map_or(&[], Vec::as_slice)
+    /// The first variant, moving no rotation.
+    fn first_for(&self, _region: Option<usize>) -> usize {
+        0
     }
 
     fn first(&self) -> &[Record] {
-        self.first_for(None)
+        self.variant(None, 0).0
+    }
+
+    /// Variant `i` for clients of `region` and its signatures (none when the zone is
+    /// unsigned).
+    fn variant(&self, region: Option<usize>, i: usize) -> (&[Record], &[Record]) {
+        let (variants, sigs) = self.variants_for(region);
+        (
+            variants.get(i).map_or(&[], Vec::as_slice),
+            sigs.get(i).map_or(&[], Vec::as_slice),
+        )
     }
 }
 
@@ -133,9 +173,16 @@ pub enum Outcome {
 pub struct Response<'a> {
     pub outcome: Outcome,
     chain: [&'a [Record]; MAX_CHAIN + 1],
+    /// The RRSIGs of each set of `chain` (empty slices in unsigned zones).
+    chain_sigs: [&'a [Record]; MAX_CHAIN + 1],
     chain_len: usize,
     /// SOA for the authority section of negative answers.
     pub soa: Option<&'a Record>,
+    /// In a signed zone, the SOA's RRSIGs and the proof of a NODATA (NSEC and RRSIGs).
+    pub denial: [&'a [Record]; 2],
+    /// For NXDOMAIN in a signed zone: the missing name and its zone's signer, which makes
+    /// the denial of that name when the client asked for DNSSEC.
+    pub missing: Option<(LowerName, &'a crate::dnssec::ZoneSigner, u32)>,
     pub additional: &'a [Record],
     /// Set when a `geo` app's set answered: the app, and where the client was placed.
     pub geo: Option<(usize, Located)>,
@@ -154,8 +201,11 @@ impl<'a> Response<'a> {
         Self {
             outcome,
             chain: [&[]; MAX_CHAIN + 1],
+            chain_sigs: [&[]; MAX_CHAIN + 1],
             chain_len: 0,
             soa: None,
+            denial: [&[]; 2],
+            missing: None,
             additional: &[],
             geo: None,
         }
@@ -167,9 +217,25 @@ impl<'a> Response<'a> {
         (0..self.chain_len).flat_map(move |i| chain[i].iter())
     }
 
-    fn push(&mut self, records: &'a [Record]) {
+    /// The answer section with each set followed by its RRSIGs, for DO=1 queries.
+    pub fn signed_answers(&self) -> impl Iterator<Item = &'a Record> + Send + 'a {
+        let (chain, sigs) = (self.chain, self.chain_sigs);
+        (0..self.chain_len).flat_map(move |i| chain[i].iter().chain(sigs[i]))
+    }
+
+    /// Whether the answer comes from a signed zone (the last zone of a CNAME chain).
+    pub fn signed(&self) -> bool {
+        self.missing.is_some()
+            || !self.denial[0].is_empty()
+            || self.chain_sigs[..self.chain_len]
+                .iter()
+                .any(|s| !s.is_empty())
+    }
+
+    fn push(&mut self, (records, sigs): (&'a [Record], &'a [Record])) {
         if self.chain_len < self.chain.len() {
             self.chain[self.chain_len] = records;
+            self.chain_sigs[self.chain_len] = sigs;
             self.chain_len += 1;
         }
     }
@@ -202,7 +268,7 @@ impl AnswerTable {
         qname: &LowerName,
         qtype: RecordType,
         client: Option<Client>,
-        choose: fn(&'a RrSet, Option<usize>) -> &'a [Record],
+        choose: fn(&'a RrSet, Option<usize>) -> usize,
     ) -> Response<'a> {
         let Some(zone) = self.zone_of(qname) else {
             return Response::new(Outcome::Refused);
@@ -214,6 +280,10 @@ impl AnswerTable {
             let Some(node) = zone.nodes.get(&name) else {
                 response.outcome = Outcome::NxDomain;
                 response.soa = Some(&zone.negative_soa);
+                if let Some(signer) = &zone.signer {
+                    response.denial[0] = &zone.negative_soa_sigs;
+                    response.missing = Some((name, signer, zone.negative_soa.ttl));
+                }
                 return response;
             };
             let wanted = if qtype == RecordType::ANY {
@@ -233,24 +303,30 @@ impl AnswerTable {
                         located.and_then(|l| l.region)
                     }
                 };
-                let records = choose(set, region);
+                let (records, sigs) = set.variant(region, choose(set, region));
                 if records.is_empty() && set.geo.is_some() {
                     // This region's answer has no address of this family.
                     response.outcome = Outcome::NoData;
                     response.soa = Some(&zone.negative_soa);
+                    if zone.signer.is_some() {
+                        response.denial = [&zone.negative_soa_sigs, set.geo_denial(region)];
+                    }
                     return response;
                 }
-                response.push(records);
+                response.push((records, sigs));
                 response.additional = &set.additional;
                 return response;
             }
             let Some(cname) = node.sets.iter().find(|s| s.rtype == RecordType::CNAME) else {
                 response.outcome = Outcome::NoData;
                 response.soa = Some(&zone.negative_soa);
+                if zone.signer.is_some() {
+                    response.denial = [&zone.negative_soa_sigs, &node.denial];
+                }
                 return response;
             };
-            let records = choose(cname, None);
-            response.push(records);
+            let (records, sigs) = cname.variant(None, choose(cname, None));
+            response.push((records, sigs));
             let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
                 return response;
             };

@@ -155,12 +155,58 @@ impl AnswerTable {
             RData::SOA(s) => s.serial,
             _ => return None,
         };
+        let mut records = zone.content();
+        if let Some(signer) = &zone.signer {
+            records = signed_copy(zone, signer, &soa, records);
+        }
         Some(ZoneCopy {
             soa,
-            records: zone.content(),
+            records,
             serial,
         })
     }
+}
+
+/// The content of a signed zone as a secondary serves it: each set followed by its RRSIGs
+/// (the SOA's among them), and an NSEC chain over every name that holds records, signed.
+/// Unlike the online answers, this chain names each next name: a secondary that serves
+/// it lets its clients walk the zone.
+fn signed_copy(
+    zone: &ZoneTable,
+    signer: &crate::dnssec::ZoneSigner,
+    soa: &Record,
+    content: Vec<Record>,
+) -> Vec<Record> {
+    let mut out = Vec::with_capacity(content.len() * 3);
+    out.extend(signer.sign_cached(std::slice::from_ref(soa)));
+    // Names in content order (canonical), each with its types.
+    let mut names: Vec<(hickory_proto::rr::Name, Vec<RecordType>)> =
+        vec![(soa.name.clone(), vec![RecordType::SOA])];
+    let mut start = 0;
+    while start < content.len() {
+        let first = &content[start];
+        let end = start
+            + content[start..]
+                .iter()
+                .take_while(|r| r.name == first.name && r.record_type() == first.record_type())
+                .count();
+        let set = &content[start..end];
+        out.extend(set.iter().cloned());
+        out.extend(signer.sign_cached(set));
+        match names.last_mut() {
+            Some((name, types)) if *name == first.name => types.push(first.record_type()),
+            _ => names.push((first.name.clone(), vec![first.record_type()])),
+        }
+        start = end;
+    }
+    let ttl = zone.negative_soa.ttl;
+    for (i, (name, types)) in names.iter().enumerate() {
+        let next = names.get(i + 1).map_or(&soa.name, |(n, _)| n);
+        let mut types = types.clone();
+        types.sort_by_key(|t| u16::from(*t));
+        out.extend(signer.nsec(name, next.clone(), &types, ttl, true));
+    }
+    out
 }
 
 fn with_serial(record: &Record, serial: u32) -> SOA {

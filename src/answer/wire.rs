@@ -8,6 +8,10 @@
 //! (NODATA) and per zone (the SOA for NXDOMAIN, whose owner is a pointer into the
 //! question). Anything the index cannot answer exactly as the general path would (a CNAME
 //! chain, ANY, meta types, names outside our zones) is [`WireAnswer::Slow`].
+//!
+//! In a signed zone each set and each NODATA is also kept signed (the RRSIGs after the
+//! set; the SOA's RRSIGs and the NSEC after the SOA), for DO=1 queries; a DO=1 query for
+//! a missing name (whose denial is signed per query) or through a CNAME is Slow.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +29,9 @@ pub struct WireIndex {
     names: HashMap<Box<[u8]>, WireNode>,
     /// Zone origins, lowercase wire form, to the zone's NXDOMAIN material.
     zones: HashMap<Box<[u8]>, Negative>,
+    /// Some zone is signed: DO=1 queries get the signed messages here (sets and NODATA of
+    /// names without a CNAME in signed zones), or go to the general path.
+    signed: bool,
 }
 
 #[derive(Debug)]
@@ -35,6 +42,10 @@ struct WireNode {
     /// The response to every other type: NODATA, or for a CNAME what its chain ends in
     /// (NODATA or NXDOMAIN there, or a name outside our zones). `None`: the general path.
     other: Option<(Box<[u8]>, ResponseCode)>,
+    /// In a signed zone, for DO=1 queries: the NODATA with the SOA's RRSIGs and the NSEC
+    /// proof. `None`: DO=1 queries of this name go to the general path (a CNAME, or an
+    /// unsigned zone when some other zone is signed).
+    other_signed: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -42,10 +53,25 @@ struct WireSet {
     /// The query type this set answers.
     rtype: u16,
     variants: Vec<Box<[u8]>>,
+    /// In a signed zone, each variant with its RRSIGs after it (DO=1); else empty.
+    signed: Vec<Box<[u8]>>,
     next: AtomicUsize,
-    /// A `geo` app's set: the app, and the variants of each region (`variants` then
-    /// serve clients in no region).
-    geo: Option<(usize, Vec<Variants>)>,
+    /// A `geo` app's set: its variants per region (`variants` and `signed` then serve
+    /// clients in no region).
+    geo: Option<GeoWire>,
+}
+
+#[derive(Debug)]
+struct GeoWire {
+    app: usize,
+    /// The variants of each region.
+    regions: Vec<Variants>,
+    /// In a signed zone (and not after a chain), each region's variants with their
+    /// RRSIGs; else empty.
+    signed: Vec<Variants>,
+    /// In a signed zone, for DO=1: the NODATA for clients of each region, then of none,
+    /// when this set has no records for them (its proof lists the types held for them).
+    nodata_signed: Vec<Option<Box<[u8]>>>,
 }
 
 /// The encoded variants of one set, served in turn.
@@ -79,7 +105,10 @@ impl WireIndex {
     /// general path does. A name whose answers fail to encode is left to the general path
     /// (it would fail there too, as SERVFAIL).
     pub(super) fn build(zones: &[ZoneTable]) -> Self {
-        let mut index = WireIndex::default();
+        let mut index = WireIndex {
+            signed: zones.iter().any(|z| z.signer.is_some()),
+            ..WireIndex::default()
+        };
         for zone in zones {
             let Some(origin) = wire_name(&zone.origin) else {
                 continue;
@@ -94,6 +123,7 @@ impl WireIndex {
                 let wire = WireNode::build(zones, zone, name, node).unwrap_or(WireNode {
                     sets: Vec::new(),
                     other: None,
+                    other_signed: None,
                 });
                 index.names.insert(key, wire);
             }
@@ -107,34 +137,58 @@ impl WireIndex {
         index
     }
 
+    /// Whether some zone is signed.
+    pub fn signed(&self) -> bool {
+        self.signed
+    }
+
     /// The answer to `qname` (lowercase wire form, ending in the root label) and `qtype`,
     /// moving the rotation of sets served in turn. When a `geo` app's set answers,
-    /// `locate` is called with the app and returns the client's region.
+    /// `locate` is called with the app and returns the client's region. `dnssec_ok`: the
+    /// client set DO; when some zone is signed, only signed answers held here are served,
+    /// the rest is [`WireAnswer::Slow`].
     pub fn answer(
         &self,
         qname: &[u8],
         qtype: u16,
+        dnssec_ok: bool,
         locate: impl FnOnce(usize) -> Option<usize>,
     ) -> WireAnswer<'_> {
         if is_special(qtype) {
             return WireAnswer::Slow;
         }
+        let signed = dnssec_ok && self.signed;
         if let Some(node) = self.names.get(qname) {
             if let Some(set) = node.sets.iter().find(|s| s.rtype == qtype) {
                 let variants = match &set.geo {
+                    None if signed => &set.signed,
                     None => &set.variants,
-                    Some((app, regions)) => {
-                        let region = locate(*app);
-                        let variants = region.and_then(|r| regions.get(r)).unwrap_or(&set.variants);
-                        if variants.is_empty() {
+                    Some(g) => {
+                        let region = locate(g.app).filter(|r| *r < g.regions.len());
+                        let plain = region.map_or(&set.variants, |r| &g.regions[r]);
+                        if plain.is_empty() {
                             // This region's answer has no address of this type: NODATA
                             // (after the chain that led here), as the general path says.
+                            if signed {
+                                let i = region.unwrap_or(g.regions.len());
+                                return match g.nodata_signed.get(i) {
+                                    Some(Some(m)) => WireAnswer::Message(m, ResponseCode::NoError),
+                                    _ => WireAnswer::Slow,
+                                };
+                            }
                             return match &node.other {
                                 Some((m, rcode)) => WireAnswer::Message(m, *rcode),
                                 None => WireAnswer::Slow,
                             };
                         }
-                        variants
+                        match (signed, region) {
+                            (false, _) => plain,
+                            (true, None) => &set.signed,
+                            (true, Some(r)) => match g.signed.get(r) {
+                                Some(v) => v,
+                                None => return WireAnswer::Slow,
+                            },
+                        }
                     }
                 };
                 let variant = match variants.len() {
@@ -144,10 +198,20 @@ impl WireIndex {
                 };
                 return WireAnswer::Message(variant, ResponseCode::NoError);
             }
+            if signed {
+                return match &node.other_signed {
+                    Some(m) => WireAnswer::Message(m, ResponseCode::NoError),
+                    None => WireAnswer::Slow,
+                };
+            }
             return match &node.other {
                 Some((m, rcode)) => WireAnswer::Message(m, *rcode),
                 None => WireAnswer::Slow,
             };
+        }
+        if signed {
+            // A missing name in a signed zone: its denial is signed per query.
+            return WireAnswer::Slow;
         }
         // Not a name we hold: NXDOMAIN in the closest enclosing zone, if any. Walking
         // from the full name towards the root finds the longest origin first.
@@ -170,15 +234,37 @@ impl WireIndex {
     }
 }
 
+/// The NODATA of a signed zone for DO=1: the SOA and its RRSIGs, then `denial` (the NSEC
+/// and its RRSIGs).
+fn signed_nodata(owner: &Name, zone: &ZoneTable, denial: &[Record]) -> Option<Box<[u8]>> {
+    let authority: Vec<Record> = std::iter::once(&zone.negative_soa)
+        .chain(&zone.negative_soa_sigs)
+        .chain(denial)
+        .cloned()
+        .collect();
+    encode(
+        owner,
+        RecordType::A,
+        ResponseCode::NoError,
+        &[],
+        &authority,
+        &[],
+    )
+}
+
 impl WireNode {
     fn build(zones: &[ZoneTable], zone: &ZoneTable, name: &LowerName, node: &Node) -> Option<Self> {
         let owner = Name::from(name);
         let set = |rtype: RecordType, prefix: &[Record], set: &RrSet| -> Option<WireSet> {
-            let encode_all = |variants: &[Vec<Record>]| {
+            let encode_all = |variants: &[Vec<Record>], sigs: Option<&[Vec<Record>]>| {
                 variants
                     .iter()
-                    .map(|records| {
-                        let answers: Vec<Record> = prefix.iter().chain(records).cloned().collect();
+                    .enumerate()
+                    .map(|(i, records)| {
+                        let sigs =
+                            sigs.map_or(&[][..], |s| s.get(i).map_or(&[][..], Vec::as_slice));
+                        let answers: Vec<Record> =
+                            prefix.iter().chain(records).chain(sigs).cloned().collect();
                         encode(
                             &owner,
                             rtype,
@@ -190,19 +276,46 @@ impl WireNode {
                     })
                     .collect::<Option<Vec<_>>>()
             };
+            // Signed variants for names without a chain (a chain's DO=1 answers are the
+            // general path's).
+            let signing = prefix.is_empty() && zone.signer.is_some();
             let geo = match &set.geo {
                 None => None,
-                Some(g) => Some((
-                    g.app,
-                    g.regions
-                        .iter()
-                        .map(|v| encode_all(v))
+                Some(g) => Some(GeoWire {
+                    app: g.app,
+                    regions: (g.regions.iter())
+                        .map(|v| encode_all(v, None))
                         .collect::<Option<Vec<_>>>()?,
-                )),
+                    signed: if signing {
+                        (g.regions.iter().zip(&g.region_sigs))
+                            .map(|(v, sigs)| encode_all(v, Some(sigs)))
+                            .collect::<Option<Vec<_>>>()?
+                    } else {
+                        Vec::new()
+                    },
+                    nodata_signed: if signing {
+                        (0..=g.regions.len())
+                            .map(|r| {
+                                let region = (r < g.regions.len()).then_some(r);
+                                if !set.variant(region, 0).0.is_empty() {
+                                    return None;
+                                }
+                                signed_nodata(&owner, zone, set.geo_denial(region))
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                }),
             };
             Some(WireSet {
                 rtype: u16::from(rtype),
-                variants: encode_all(&set.variants)?,
+                variants: encode_all(&set.variants, None)?,
+                signed: if signing {
+                    encode_all(&set.variants, Some(&set.sigs))?
+                } else {
+                    Vec::new()
+                },
                 next: AtomicUsize::new(0),
                 geo,
             })
@@ -214,9 +327,14 @@ impl WireNode {
                 .map(|s| set(s.rtype, &[], s))
                 .collect::<Option<Vec<_>>>()?;
             let nodata = negative(&owner, ResponseCode::NoError, &[], zone)?;
+            let other_signed = match zone.signer {
+                Some(_) => Some(signed_nodata(&owner, zone, &node.denial)?),
+                None => None,
+            };
             return Some(Self {
                 sets,
                 other: Some((nodata, ResponseCode::NoError)),
+                other_signed,
             });
         };
         // Follow the chain: CNAME sets have one variant; the end decides the rest.
@@ -241,6 +359,7 @@ impl WireNode {
                 return Some(Self {
                     sets: vec![set(RecordType::CNAME, &[], cname)?],
                     other: Some((exit, ResponseCode::NoError)),
+                    other_signed: None,
                 });
             };
             let Some(end) = tz.nodes.get(&target) else {
@@ -248,6 +367,7 @@ impl WireNode {
                 return Some(Self {
                     sets: vec![set(RecordType::CNAME, &[], cname)?],
                     other: Some((nx, ResponseCode::NXDomain)),
+                    other_signed: None,
                 });
             };
             match end.sets.iter().find(|s| s.rtype == RecordType::CNAME) {
@@ -261,6 +381,7 @@ impl WireNode {
                     return Some(Self {
                         sets,
                         other: Some((nodata, ResponseCode::NoError)),
+                        other_signed: None,
                     });
                 }
             }
@@ -269,6 +390,7 @@ impl WireNode {
         Some(Self {
             sets: vec![set(RecordType::CNAME, &[], cname)?],
             other: None,
+            other_signed: None,
         })
     }
 }

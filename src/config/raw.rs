@@ -168,6 +168,37 @@ pub struct RawZone {
     pub tsig_key_file: Option<String>,
     #[serde(default = "default_tsig_algorithm")]
     pub tsig_algorithm: String,
+    /// Online DNSSEC signing of the zone, answers included.
+    pub dnssec: Option<RawDnssec>,
+}
+
+/// `[zone.dnssec]`: the zone's signing keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnssec {
+    pub keys: Vec<RawDnssecKey>,
+    /// How long each signature is valid; re-signed when half of it has passed.
+    #[serde(default = "default_signature_validity")]
+    pub signature_validity: String,
+}
+
+/// One key of `[zone.dnssec]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnssecKey {
+    /// PKCS#8 PEM private key: ECDSA P-256 or Ed25519.
+    pub file: String,
+    /// `csk`, `ksk` or `zsk`.
+    #[serde(default = "default_key_role")]
+    pub role: String,
+}
+
+fn default_signature_validity() -> String {
+    "14d".to_owned()
+}
+
+fn default_key_role() -> String {
+    "csk".to_owned()
 }
 
 fn default_tsig_algorithm() -> String {

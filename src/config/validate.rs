@@ -9,16 +9,23 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData};
 
-use super::raw::{RawApp, RawCluster, RawGeo, RawProbe, RawQuorum, RawRecord, RawServer, RawZone};
+use super::raw::{
+    RawApp, RawCluster, RawDnssec, RawGeo, RawProbe, RawQuorum, RawRecord, RawServer, RawZone,
+};
 use super::{Config, KeyPath, PathProblem, Quorum, Sections, Server};
+use crate::dnssec::{KeyRole, ZoneKey, ZoneSigner};
 use crate::model::{
     AdaptiveTtl, App, Cluster, Geo, GeoRegion, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule,
     Required, StaticRecord, Transfer, TsigKey, Zone,
 };
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use std::sync::Arc;
 
 /// Largest TTL we accept anywhere: one day. Longer TTLs defeat failover.
 const MAX_TTL: u32 = 86_400;
+/// Shortest `signature_validity`: signatures are renewed at half of it, and validators
+/// cache them up to the TTL (at most a day).
+const MIN_SIGNATURE_VALIDITY: Duration = Duration::from_secs(3 * 86_400);
 /// Shortest probe interval: faster probing buys little and loads ingresses.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Shortest interval between two reads of a peer's view.
@@ -416,6 +423,10 @@ impl Validator<'_> {
         }
         self.zone_consistency(&origin, &nameservers, &records, &at);
         let transfer = self.transfer(raw, &at);
+        let dnssec = match &raw.dnssec {
+            None => None,
+            Some(d) => Some(Arc::new(self.dnssec(d, &origin, at.then("dnssec"))?)),
+        };
         Some(Zone {
             origin,
             nameservers,
@@ -424,7 +435,67 @@ impl Validator<'_> {
             negative_ttl: raw.negative_ttl,
             records,
             transfer: transfer?,
+            dnssec,
         })
+    }
+
+    /// `[zone.dnssec]`: the keys are read here, so that a reload picks up new ones.
+    fn dnssec(&mut self, raw: &RawDnssec, origin: &Name, at: KeyPath) -> Option<ZoneSigner> {
+        let mut keys = Vec::new();
+        let mut ok = true;
+        if raw.keys.is_empty() {
+            self.push(
+                at.then("keys"),
+                "needs at least one key (a `csk`, or a `ksk` and a `zsk`)",
+            );
+            return None;
+        }
+        for (i, k) in raw.keys.iter().enumerate() {
+            let kat = at.then("keys").index(i);
+            let Some(role) = KeyRole::parse(&k.role) else {
+                self.push(
+                    kat.then("role"),
+                    format!("`{}` is not a key role; use csk, ksk or zsk", k.role),
+                );
+                ok = false;
+                continue;
+            };
+            match ZoneKey::load(&k.file, role) {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    self.push(kat.then("file"), e);
+                    ok = false;
+                }
+            }
+        }
+        let validity = self.parse(
+            at.then("signature_validity"),
+            duration(&raw.signature_validity),
+        );
+        let validity = match validity {
+            Some(v) if v < MIN_SIGNATURE_VALIDITY => {
+                self.push(
+                    at.then("signature_validity"),
+                    format!(
+                        "{} is too short: use at least {} (signatures are renewed at half of it)",
+                        humantime::format_duration(v),
+                        humantime::format_duration(MIN_SIGNATURE_VALIDITY)
+                    ),
+                );
+                None
+            }
+            v => v,
+        };
+        if !ok {
+            return None;
+        }
+        match ZoneSigner::new(origin.clone(), keys, validity?) {
+            Ok(signer) => Some(signer),
+            Err(e) => {
+                self.push(at.then("keys"), e);
+                None
+            }
+        }
     }
 
     /// `allow_transfer`, `notify` and the TSIG key of a zone. The key's secret is read

@@ -128,10 +128,13 @@ impl RequestHandler for Handler {
         let mut edns = None;
         let mut rcode = ResponseCode::NoError;
         let mut ecs = None;
+        // DNSSEC OK (RFC 3225): the client wants signatures; the bit is copied back.
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         if let Some(req) = &request.edns {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             e.set_version(0);
+            e.set_dnssec_ok(dnssec_ok);
             if req.version() > 0 {
                 rcode = ResponseCode::BADVERS;
             } else {
@@ -198,11 +201,37 @@ impl RequestHandler for Handler {
             Outcome::NxDomain => ResponseCode::NXDomain,
             Outcome::Refused => ResponseCode::Refused,
         };
+        if !(dnssec_ok && found.signed()) {
+            let response = builder.build(
+                metadata,
+                found.answers(),
+                std::iter::empty::<&Record>(),
+                found.soa,
+                found.additional.iter(),
+            );
+            let sent = response_handle.send_response(response).await;
+            return self.send(sent, request, tcp, qtype);
+        }
+        // Signed: every set with its RRSIGs. A missing name gets the compact denial of
+        // RFC 9824, an NSEC at the name made now, and NOERROR (a proven NODATA).
+        let synthesized = match &found.missing {
+            Some((name, signer, ttl)) => {
+                metadata.response_code = ResponseCode::NoError;
+                signer.denial(&name.into(), None, *ttl)
+            }
+            None => Vec::new(),
+        };
+        let [soa_sigs, nodata] = found.denial;
         let response = builder.build(
             metadata,
-            found.answers(),
+            found.signed_answers(),
             std::iter::empty::<&Record>(),
-            found.soa,
+            found
+                .soa
+                .into_iter()
+                .chain(soa_sigs)
+                .chain(nodata)
+                .chain(&synthesized),
             found.additional.iter(),
         );
         let sent = response_handle.send_response(response).await;

@@ -20,9 +20,26 @@ use crate::metrics::Metrics;
 /// The fixture zone, an app on two clusters (with an adaptive TTL, shortened to 5 s: a VIP
 /// of it is down), and an app with 40 VIPs (too large for 512 bytes) served in rotation.
 fn handler() -> Handler {
+    build_handler("")
+}
+
+/// The same, with `tke-demo.cn` signed by a fresh Ed25519 CSK.
+pub(super) fn signed_handler() -> Handler {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("csk.pem");
+    std::fs::write(&key, crate::dnssec::generate_pem("ed25519").unwrap()).unwrap();
+    build_handler(&format!(
+        "[zone.dnssec]\nkeys = [{{ file = {:?}, role = \"csk\" }}]\n",
+        key.to_str().unwrap()
+    ))
+}
+
+/// The handler of the fixture; `dnssec` is TOML that signs the zone `tke-demo.cn`.
+fn build_handler(dnssec: &str) -> Handler {
     let big: Vec<String> = (1..=40).map(|i| format!("\"10.0.0.{i}\"")).collect();
     let inv = inventory(&format!(
         r#"
+{dnssec}
 [[cluster]]
 name = "gz-01"
 vips = ["127.0.1.1", "2001:db8::1"]
@@ -141,7 +158,7 @@ const TYPES: &[RecordType] = &[
 ];
 
 fn query(name: &str, rtype: RecordType, edns: Option<u16>, id: u16, rd: bool) -> Vec<u8> {
-    query_ecs(name, rtype, edns, id, rd, None)
+    query_full(name, rtype, edns, id, rd, None, false)
 }
 
 /// A query, with an ECS option (its raw data) appended to the OPT record when `ecs` is
@@ -154,6 +171,31 @@ fn query_ecs(
     rd: bool,
     ecs: Option<&[u8]>,
 ) -> Vec<u8> {
+    query_full(name, rtype, edns, id, rd, ecs, false)
+}
+
+/// A query; `dnssec_ok` sets the DO bit of its OPT record (with `edns` only).
+fn query_do(
+    name: &str,
+    rtype: RecordType,
+    edns: Option<u16>,
+    id: u16,
+    rd: bool,
+    dnssec_ok: bool,
+) -> Vec<u8> {
+    query_full(name, rtype, edns, id, rd, None, dnssec_ok)
+}
+
+/// A query with an ECS option (raw data, with `edns` only) and the DO bit as given.
+fn query_full(
+    name: &str,
+    rtype: RecordType,
+    edns: Option<u16>,
+    id: u16,
+    rd: bool,
+    ecs: Option<&[u8]>,
+    dnssec_ok: bool,
+) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = rd;
     m.metadata.checking_disabled = id % 3 == 0;
@@ -161,6 +203,7 @@ fn query_ecs(
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);
+        e.set_dnssec_ok(dnssec_ok);
         m.set_edns(e);
     }
     let mut bytes = m.to_vec().unwrap();
@@ -231,33 +274,77 @@ fn meaning(bytes: &[u8]) -> (String, Vec<String>, Vec<String>, Vec<String>, Stri
 
 #[test]
 fn fast_answers_equal_general_answers() {
-    let handler = handler();
+    for (handler, dnssec_ok) in [
+        (handler(), false),
+        (handler(), true),
+        (signed_handler(), false),
+        (signed_handler(), true),
+    ] {
+        compare_paths(&handler, dnssec_ok);
+    }
+}
+
+/// In a signed table, DO=1 queries for sets and NODATA take the fast path too (signed
+/// messages built with the table); missing names (denial signed per query) and CNAME
+/// chains are left to the general path.
+#[test]
+fn signed_answers_take_the_fast_path_where_they_can() {
+    let handler = signed_handler();
+    for (name, rtype) in [
+        ("tke-demo.cn.", RecordType::AAAA),
+        ("tke-demo.cn.", RecordType::SOA),
+        ("tke-demo.cn.", RecordType::DNSKEY),
+        ("info.tke-demo.cn.", RecordType::A),
+        ("a.b.tke-demo.cn.", RecordType::A),
+    ] {
+        let packet = query_do(name, rtype, Some(1232), 5, true, true);
+        let m = Message::from_vec(&fast(&handler, &packet).expect(name)).unwrap();
+        assert!(
+            (m.answers.iter().chain(&m.authorities)).any(|r| r.record_type() == RecordType::RRSIG),
+            "{name} {rtype}: {m:?}"
+        );
+    }
+    for (name, rtype) in [
+        ("nothing.tke-demo.cn.", RecordType::A),
+        ("www.tke-demo.cn.", RecordType::A),
+        // An unsigned zone next to a signed one.
+        ("dangling.other.cn.", RecordType::CNAME),
+    ] {
+        let packet = query_do(name, rtype, Some(1232), 5, true, true);
+        assert!(fast(&handler, &packet).is_none(), "{name} {rtype}");
+    }
+}
+
+fn compare_paths(handler: &Handler, dnssec_ok: bool) {
     let mut taken = 0;
     let mut total = 0;
     for (i, name) in NAMES.iter().enumerate() {
         for rtype in TYPES {
             for edns in [None, Some(0), Some(512), Some(1232), Some(4096)] {
-                let packet = query(name, *rtype, edns, i as u16 * 7 + 1, i % 2 == 0);
+                let packet = query_do(name, *rtype, edns, i as u16 * 7 + 1, i % 2 == 0, dnssec_ok);
                 let general = handler
                     .answer_general(&packet, src(), Protocol::Udp)
                     .expect("the general path answers every query");
                 total += 1;
-                let Some(fast) = fast(&handler, &packet) else {
+                let Some(fast) = fast(handler, &packet) else {
                     continue;
                 };
                 taken += 1;
                 assert_eq!(
                     meaning(&fast),
                     meaning(&general),
-                    "{name} {rtype} edns {edns:?}"
+                    "{name} {rtype} edns {edns:?} do {dnssec_ok}"
                 );
             }
         }
     }
     // The common queries go fast: every A/AAAA/SOA/NS/MX/TXT/CAA of a name without a CNAME
-    // and every NXDOMAIN, minus the 40-VIP answer without EDNS (over 512 bytes).
+    // and every NXDOMAIN, minus the 40-VIP answer without EDNS (over 512 bytes). Signed
+    // DO=1 answers leave out NXDOMAIN and chains, and more of them outgrow 512 bytes.
+    let signed = dnssec_ok && handler.table.load().wire.signed();
+    let (part, whole) = if signed { (2, 5) } else { (1, 2) };
     assert!(
-        taken * 2 > total,
+        taken * whole > total * part,
         "only {taken} of {total} took the fast path"
     );
 }
@@ -491,11 +578,12 @@ proptest! {
         name in 0..NAMES.len(),
         rtype in 0..TYPES.len(),
         edns in proptest::option::of(0u16..5000),
+        dnssec_ok in any::<bool>(),
         edits in proptest::collection::vec((0usize..64, any::<u8>()), 0..4),
         cut in 0usize..80,
     ) {
         let handler = handler();
-        let mut packet = query(NAMES[name], TYPES[rtype], edns, 4242, true);
+        let mut packet = query_do(NAMES[name], TYPES[rtype], edns, 4242, true, dnssec_ok);
         for (at, byte) in edits {
             let at = at % packet.len();
             packet[at] = byte;
@@ -507,4 +595,93 @@ proptest! {
             prop_assert_eq!(meaning(&fast), meaning(&general.unwrap()));
         }
     }
+}
+
+/// What a DO=1 client of a signed zone gets, and that DO=0 clients get no DNSSEC records.
+#[test]
+fn signed_zone_answers_carry_signatures_and_denials() {
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RData;
+    let handler = signed_handler();
+    let ask = |name: &str, rtype, dnssec_ok| {
+        let packet = query_do(name, rtype, Some(1232), 3, false, dnssec_ok);
+        Message::from_vec(
+            &handler
+                .answer_general(&packet, src(), Protocol::Udp)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let types = |records: &[Record]| -> Vec<RecordType> {
+        records.iter().map(Record::record_type).collect()
+    };
+    let nsec_types = |m: &Message| -> Vec<RecordType> {
+        m.authorities
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::NSEC(n)) => Some(n.type_bit_maps().collect()),
+                _ => None,
+            })
+            .expect("an NSEC in the authority section")
+    };
+
+    let plain = ask("tke-demo.cn.", RecordType::AAAA, false);
+    assert_eq!(types(&plain.answers), [RecordType::AAAA]);
+    assert!(!plain.edns.unwrap().flags().dnssec_ok);
+    let signed = ask("tke-demo.cn.", RecordType::AAAA, true);
+    assert_eq!(
+        types(&signed.answers),
+        [RecordType::AAAA, RecordType::RRSIG]
+    );
+    assert!(signed.edns.unwrap().flags().dnssec_ok);
+    let chain = ask("www.tke-demo.cn.", RecordType::AAAA, true);
+    assert_eq!(
+        types(&chain.answers),
+        [
+            RecordType::CNAME,
+            RecordType::RRSIG,
+            RecordType::AAAA,
+            RecordType::RRSIG
+        ]
+    );
+    let keys = ask("tke-demo.cn.", RecordType::DNSKEY, true);
+    assert_eq!(
+        types(&keys.answers),
+        [RecordType::DNSKEY, RecordType::RRSIG]
+    );
+
+    // A missing name: NXDOMAIN without DO; with DO, a proven NODATA (RFC 9824).
+    let nx = ask("nothing.tke-demo.cn.", RecordType::A, false);
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(types(&nx.authorities), [RecordType::SOA]);
+    let nx = ask("nothing.tke-demo.cn.", RecordType::A, true);
+    assert_eq!(nx.metadata.response_code, ResponseCode::NoError);
+    assert!(nx.answers.is_empty());
+    assert_eq!(
+        types(&nx.authorities),
+        [
+            RecordType::SOA,
+            RecordType::RRSIG,
+            RecordType::NSEC,
+            RecordType::RRSIG
+        ]
+    );
+    assert!(nsec_types(&nx).contains(&crate::dnssec::NXNAME));
+    assert_eq!(nx.authorities[2].name.to_string(), "nothing.tke-demo.cn.");
+
+    // NODATA: the NSEC at the name lists what it has.
+    let nodata = ask("info.tke-demo.cn.", RecordType::A, true);
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    let listed = nsec_types(&nodata);
+    assert!(listed.contains(&RecordType::TXT) && !listed.contains(&RecordType::A));
+    assert!(!listed.contains(&crate::dnssec::NXNAME));
+    // An empty non-terminal exists: no NXNAME either.
+    assert!(
+        !nsec_types(&ask("a.b.tke-demo.cn.", RecordType::A, true)).contains(&crate::dnssec::NXNAME)
+    );
+
+    // The unsigned zone answers as before, DO or not.
+    let other = ask("dangling.other.cn.", RecordType::CNAME, true);
+    assert_eq!(types(&other.answers), [RecordType::CNAME]);
 }

@@ -38,6 +38,8 @@ pub struct PlainQuery<'a> {
     pub edns_payload: Option<u16>,
     /// Its EDNS Client Subnet option, well formed.
     pub ecs: Option<Ecs>,
+    /// The DO bit (RFC 3225): the client wants DNSSEC records.
+    pub dnssec_ok: bool,
 }
 
 /// What the fast path sent.
@@ -91,11 +93,11 @@ impl<'a> PlainQuery<'a> {
             return None;
         }
         let question_end = at + 4;
-        let (edns_payload, ecs) = if ar == 1 {
-            let (payload, ecs) = read_opt(packet.get(question_end..)?)?;
-            (Some(payload), ecs)
+        let (edns_payload, ecs, dnssec_ok) = if ar == 1 {
+            let (payload, ecs, dnssec_ok) = read_opt(packet.get(question_end..)?)?;
+            (Some(payload), ecs, dnssec_ok)
         } else if packet.len() == question_end {
-            (None, None)
+            (None, None, false)
         } else {
             return None; // trailing bytes: let the general path judge them
         };
@@ -107,6 +109,7 @@ impl<'a> PlainQuery<'a> {
             qtype,
             edns_payload,
             ecs,
+            dnssec_ok,
         })
     }
 
@@ -128,11 +131,13 @@ impl<'a> PlainQuery<'a> {
     pub fn answer(&self, table: &AnswerTable, src: IpAddr, out: &mut [u8]) -> Option<FastAnswer> {
         let mut geo = None;
         let client = self.ecs.map_or(Client::Resolver(src), |e| e.client(src));
-        let found = table.wire.answer(self.lower_name(), self.qtype, |app| {
-            let located = table.geo.locate(client);
-            geo = Some((app, located));
-            located.region
-        });
+        let found = table
+            .wire
+            .answer(self.lower_name(), self.qtype, self.dnssec_ok, |app| {
+                let located = table.geo.locate(client);
+                geo = Some((app, located));
+                located.region
+            });
         let scope = geo.map_or(0, |(_, l): (usize, Located)| l.scope);
         let done = |len: Option<usize>, rcode| len.map(|len| FastAnswer { len, rcode, geo });
         match found {
@@ -212,8 +217,10 @@ impl<'a> PlainQuery<'a> {
         };
         let end = len + OPT_LEN;
         let payload = payload.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes();
+        // The DO bit is copied back (RFC 3225 §3).
+        let flags = if self.dnssec_ok { 0x80 } else { 0 };
         out.get_mut(len..end)?
-            .copy_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, 0, 0, 0, 0]);
+            .copy_from_slice(&[0, 0, 41, payload[0], payload[1], 0, 0, flags, 0, 0, 0]);
         let end = match self.ecs {
             None => end,
             Some(e) => {
@@ -252,10 +259,10 @@ fn ecs_echo_len(e: Ecs) -> usize {
 }
 
 /// Reads the one additional record, which must be an EDNS version 0 OPT at the root
-/// whose options are well formed and which ends the packet: its buffer size, and its
-/// ECS option if it has a well-formed one (a malformed one is the general path's to
-/// answer with FORMERR).
-fn read_opt(rest: &[u8]) -> Option<(u16, Option<Ecs>)> {
+/// whose options are well formed and which ends the packet: its buffer size, its ECS
+/// option if it has a well-formed one (a malformed one is the general path's to answer
+/// with FORMERR), and its DO bit.
+fn read_opt(rest: &[u8]) -> Option<(u16, Option<Ecs>, bool)> {
     let fixed = rest.get(..11)?;
     if fixed[0] != 0 || u16::from_be_bytes([fixed[1], fixed[2]]) != TYPE_OPT {
         return None;
@@ -277,5 +284,5 @@ fn read_opt(rest: &[u8]) -> Option<(u16, Option<Ecs>)> {
         options = options.get(4 + len..)?;
     }
     let ecs = ecs::from_options(all).ok()?;
-    Some((payload, ecs))
+    Some((payload, ecs, fixed[7] & 0x80 != 0))
 }

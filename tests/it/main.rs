@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod discovery;
 mod dns;
+mod dnssec;
 mod failover;
 mod flood;
 mod fuzz;

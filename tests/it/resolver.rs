@@ -17,7 +17,7 @@ pub async fn unbound_for(gslb_port: u16) -> (SocketAddr, tokio::process::Child, 
 pub async fn unbound_for_many(
     gslb_ports: &[u16],
 ) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
-    unbound_with(gslb_ports, "iterator", "").await
+    unbound_with(gslb_ports, r#"module-config: "iterator""#).await
 }
 
 /// Unbound with EDNS Client Subnet on (its `subnetcache` module): it sends each client's
@@ -28,16 +28,32 @@ pub async fn unbound_ecs_for(
 ) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
     unbound_with(
         &[gslb_port],
-        "subnetcache iterator",
-        "  send-client-subnet: 127.0.0.0/8\n  max-client-subnet-ipv4: 24\n",
+        &format!("module-config: \"subnetcache iterator\"\n{ECS}"),
     )
     .await
 }
 
+/// The `server:` lines that make unbound send client subnets to authorities on loopback.
+const ECS: &str = "  send-client-subnet: 127.0.0.0/8\n  max-client-subnet-ipv4: 24";
+
+/// A validating unbound (DNSSEC) whose trust anchor for the zone is `anchor`, a DS or
+/// DNSKEY record in zone-file form.
+pub async fn validating_unbound_for(
+    gslb_port: u16,
+    anchor: &str,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    let server = format!(
+        "module-config: \"validator iterator\"\n  trust-anchor: \"{}\"\n  val-log-level: 2",
+        anchor.trim()
+    );
+    unbound_with(&[gslb_port], &server).await
+}
+
+/// unbound with a stub zone for tke-demo.cn at `gslb_ports`, and `server` (lines of its
+/// `server:` section: the modules, a trust anchor).
 async fn unbound_with(
     gslb_ports: &[u16],
-    modules: &str,
-    extra: &str,
+    server: &str,
 ) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
     let stub_addrs: String = gslb_ports
         .iter()
@@ -63,8 +79,8 @@ async fn unbound_with(
   num-threads: 1
   so-reuseport: no
   access-control: 127.0.0.0/8 allow
-  module-config: "{modules}"
-{extra}remote-control:
+  {server}
+remote-control:
   control-enable: no
 stub-zone:
   name: "tke-demo.cn"

@@ -685,3 +685,154 @@ fn signed_zone_answers_carry_signatures_and_denials() {
     let other = ask("dangling.other.cn.", RecordType::CNAME, true);
     assert_eq!(types(&other.answers), [RecordType::CNAME]);
 }
+
+/// In a signed zone with a `geo` app, every region's answer comes with its own RRSIGs, on
+/// both paths and with or without ECS; the ECS echo keeps its scope next to the DO bit.
+#[test]
+fn signed_geo_answers_are_alike_on_both_paths_with_and_without_ecs() {
+    let handler = signed_handler();
+    let (mut taken, mut total, mut geo_signed_fast) = (0, 0, 0);
+    let names = [
+        "geo.tke-demo.cn.",
+        "GEO.tke-demo.cn.",
+        "togeo.other.cn.",
+        "tke-demo.cn.",
+        "nothing.tke-demo.cn.",
+        "many.tke-demo.cn.",
+    ];
+    for dnssec_ok in [false, true] {
+        for (i, name) in names.iter().enumerate() {
+            for rtype in [
+                RecordType::A,
+                RecordType::AAAA,
+                RecordType::TXT,
+                RecordType::ANY,
+            ] {
+                for ecs in SUBNETS {
+                    for from in SOURCES {
+                        let from: SocketAddr = from.parse().unwrap();
+                        let packet =
+                            query_full(name, rtype, Some(1232), i as u16, true, *ecs, dnssec_ok);
+                        let general = handler
+                            .answer_general(&packet, from, Protocol::Udp)
+                            .expect("the general path answers every query");
+                        total += 1;
+                        let Some(fast) = fast_from(&handler, &packet, from) else {
+                            continue;
+                        };
+                        taken += 1;
+                        assert_eq!(
+                            meaning(&fast),
+                            meaning(&general),
+                            "{name} {rtype} ecs {ecs:?} from {from} do {dnssec_ok}"
+                        );
+                        if dnssec_ok && i < 2 {
+                            geo_signed_fast += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // ANY, chains, malformed ECS and (with DO=1) missing names stay on the general path.
+    assert!(
+        taken * 5 > total * 2,
+        "only {taken} of {total} took the fast path"
+    );
+    // Geo names with DO=1 go fast, in every region and none, with ECS or without: every
+    // A, AAAA and TXT (NODATA) query of the two spellings but those with malformed ECS.
+    assert_eq!(geo_signed_fast, 2 * 3 * 7 * SOURCES.len());
+}
+
+#[test]
+fn each_region_answer_of_a_signed_geo_app_verifies_and_echoes_its_scope() {
+    use crate::dnssec::rrsig;
+    use hickory_proto::dnssec::PublicKey;
+    use hickory_proto::dnssec::TBS;
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    use hickory_proto::rr::{DNSClass, RData};
+    let handler = signed_handler();
+    let keys = Message::from_vec(
+        &handler
+            .answer_general(
+                &query_do(
+                    "tke-demo.cn.",
+                    RecordType::DNSKEY,
+                    Some(1232),
+                    1,
+                    false,
+                    true,
+                ),
+                src(),
+                Protocol::Udp,
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let verifies = |set: &[Record], sig: &Record| -> bool {
+        let sig = rrsig(sig).unwrap();
+        keys.answers.iter().any(|k| match &k.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(key)) => {
+                let tbs =
+                    TBS::from_input(&set[0].name, DNSClass::IN, sig.input(), set.iter()).unwrap();
+                key.public_key().verify(tbs.as_ref(), sig.sig()).is_ok()
+            }
+            _ => false,
+        })
+    };
+    let mut seen = std::collections::HashSet::new();
+    // East, west and no region by ECS (from a source in no region), and by the source.
+    let cases: [(Option<&[u8]>, &str, u8); 4] = [
+        (SUBNETS[1], "192.0.2.7:53", 16),
+        (SUBNETS[2], "192.0.2.7:53", 20),
+        (SUBNETS[4], "192.0.2.7:53", 24),
+        (None, "10.2.9.9:53", 0),
+    ];
+    for (ecs, from, scope) in cases {
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            let packet = query_full("geo.tke-demo.cn.", rtype, Some(1232), 7, true, ecs, true);
+            let from: SocketAddr = from.parse().unwrap();
+            let bytes = fast_from(&handler, &packet, from).expect("DO=1 geo queries go fast");
+            let m = Message::from_vec(&bytes).unwrap();
+            let edns = m.edns.as_ref().unwrap();
+            assert!(edns.flags().dnssec_ok);
+            match edns.option(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(s)) => assert_eq!(s.scope_prefix(), scope, "{ecs:?}"),
+                None => assert!(ecs.is_none()),
+                other => panic!("{other:?}"),
+            }
+            let set: Vec<Record> = (m.answers.iter())
+                .filter(|r| r.record_type() == rtype)
+                .cloned()
+                .collect();
+            let sigs: Vec<&Record> = (m.answers.iter())
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .collect();
+            if set.is_empty() {
+                // This region has no address of this type: a NODATA proven by an NSEC
+                // without it, signed.
+                let nsec: Vec<Record> = (m.authorities.iter())
+                    .filter(|r| r.record_type() == RecordType::NSEC)
+                    .cloned()
+                    .collect();
+                let RData::DNSSEC(DNSSECRData::NSEC(n)) = &nsec[0].data else {
+                    unreachable!()
+                };
+                assert!(n.type_bit_maps().all(|t| t != rtype), "{ecs:?} {rtype}");
+                let sig = (m.authorities.iter())
+                    .find(|r| rrsig(r).is_some_and(|s| s.input().type_covered == RecordType::NSEC))
+                    .unwrap();
+                assert!(verifies(&nsec, sig));
+                continue;
+            }
+            assert!(!sigs.is_empty(), "{ecs:?} {rtype}: {m:?}");
+            assert!(sigs.iter().all(|s| verifies(&set, s)), "{ecs:?} {rtype}");
+            let mut addrs: Vec<String> = set.iter().map(|r| r.data.to_string()).collect();
+            addrs.sort();
+            seen.insert(addrs);
+        }
+    }
+    // The regions get different answers, each signed.
+    assert!(seen.len() >= 2, "{seen:?}");
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{Block, Dig, Gslb, dig, eventually, stand_ins, two_cluster_app};
-use crate::resolver::validating_unbound_for;
+use crate::resolver::{validating_unbound_ecs_for, validating_unbound_for};
 
 const GSLB: &str = env!("CARGO_BIN_EXE_gslb");
 
@@ -277,4 +277,66 @@ async fn bad_keys_and_unsigned_configs_are_refused_clearly() {
     ] {
         assert!(err.contains(want), "no `{want}` in:\n{err}");
     }
+}
+
+/// A `geo` app in a signed zone through a validating unbound that sends each client's
+/// subnet (ECS): clients of two regions get their own region's answer, marked secure —
+/// each region's set carries its own RRSIG — fresh and from unbound's cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn unbound_validates_each_regions_answer_of_a_geo_app() {
+    let block = Block::new();
+    let dir = tempfile::tempdir().unwrap();
+    let csk = keygen(dir.path(), "csk.pem", "ecdsa-p256").await;
+    let (_ingresses, port) = stand_ins(&block, &["gz-01", "sh-01", "bj-01"]).await;
+    let config = crate::geo::geo_config(&block, port).replacen(
+        "[geo]",
+        &format!("[zone.dnssec]\nkeys = [{{ file = \"{csk}\" }}]\n\n[geo]"),
+        1,
+    );
+    let config_path = dir.path().join("gslb.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let anchor = ds(&config_path).await;
+    let gslb = Gslb::start(&config).await;
+    eventually(
+        Duration::from_secs(20),
+        "every cluster probed up",
+        || async {
+            let s = gslb.get("/api/v1/status").await.1;
+            (s.matches("\"state\":\"up\"").count() >= 3).then_some(())
+        },
+    )
+    .await;
+    let (gz, sh) = (block.ip(1).to_string(), block.ip(2).to_string());
+
+    // Straight from gslb: DO=1 with ECS gets the region's set, its RRSIG, and the echo.
+    let d = gslb.dig("tke-demo.cn A +dnssec +subnet=10.2.7.0/24").await;
+    assert_eq!(d.rdata("A"), vec![sh.clone()], "{}", d.raw);
+    assert_eq!(d.rdata("RRSIG").len(), 1, "{}", d.raw);
+    assert!(d.raw.contains("CLIENT-SUBNET: 10.2.7.0/24/16"), "{}", d.raw);
+
+    let n = match block.ip(0) {
+        std::net::IpAddr::V4(v4) => v4.octets()[1],
+        std::net::IpAddr::V6(_) => unreachable!(),
+    };
+    let (resolver, _child, _udir) = validating_unbound_ecs_for(gslb.dns.port(), &anchor).await;
+    for _ in 0..2 {
+        for (host, want) in [(2u8, &gz), (3u8, &sh)] {
+            let from = format!("127.{n}.{host}.9");
+            let d = eventually(
+                Duration::from_secs(15),
+                &format!("unbound to answer {from}"),
+                || {
+                    let from = from.clone();
+                    async move {
+                        let d = dig(resolver, &format!("-b {from} tke-demo.cn A +dnssec")).await;
+                        (d.status == "NOERROR").then_some(d)
+                    }
+                },
+            )
+            .await;
+            assert_eq!(&d.rdata("A"), &vec![want.clone()], "{from}: {}", d.raw);
+            assert!(d.has_flag("ad"), "{from}: not secure:\n{}", d.raw);
+        }
+    }
+    gslb.stop().await;
 }

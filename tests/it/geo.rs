@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// Three regions, each with one cluster on the block's .1, .2, .3; the block's own
 /// 127.N.2.0/24 and 127.N.3.0/24 are in Guangzhou and Shanghai, so `dig -b` places
 /// itself.
-fn geo_config(block: &Block, port: u16) -> String {
+pub(crate) fn geo_config(block: &Block, port: u16) -> String {
     let n = match block.ip(0) {
         std::net::IpAddr::V4(v4) => v4.octets()[1],
         std::net::IpAddr::V6(_) => unreachable!(),

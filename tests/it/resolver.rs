@@ -49,6 +49,19 @@ pub async fn validating_unbound_for(
     unbound_with(&[gslb_port], &server).await
 }
 
+/// A validating unbound that also sends client subnets (`subnetcache` before the
+/// validator, as unbound wants them).
+pub async fn validating_unbound_ecs_for(
+    gslb_port: u16,
+    anchor: &str,
+) -> (SocketAddr, tokio::process::Child, tempfile::TempDir) {
+    let server = format!(
+        "module-config: \"subnetcache validator iterator\"\n  trust-anchor: \"{}\"\n  val-log-level: 2\n{ECS}",
+        anchor.trim()
+    );
+    unbound_with(&[gslb_port], &server).await
+}
+
 /// unbound with a stub zone for tke-demo.cn at `gslb_ports`, and `server` (lines of its
 /// `server:` section: the modules, a trust anchor).
 async fn unbound_with(

@@ -1,6 +1,7 @@
 //! Bytes in, response bytes out, through both DNS paths, as a UDP datagram and as a TCP
 //! message: nothing panics, and whenever the fast path answers, the general path gives
-//! the same answer (compared as parsed messages, sections as sorted text).
+//! the same answer (compared as parsed messages, sections as sorted text), on an unsigned
+//! and a signed table.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -17,11 +18,12 @@ use hickory_proto::op::Message;
 use hickory_server::net::xfer::Protocol;
 use libfuzzer_sys::fuzz_target;
 
-fn handler() -> &'static Handler {
-    static HANDLER: OnceLock<Handler> = OnceLock::new();
-    HANDLER.get_or_init(|| {
-        // The demo, plus a `geo` app whose answers depend on the client (the source
-        // address or an EDNS Client Subnet in the input).
+/// The demo, plus a `geo` app whose answers depend on the client (the source address or
+/// an EDNS Client Subnet in the input); `[0]` unsigned, `[1]` with the demo zone signed
+/// (DO=1 in the input gets RRSIGs, per region for the `geo` app).
+fn handlers() -> &'static [Handler; 2] {
+    static HANDLERS: OnceLock<[Handler; 2]> = OnceLock::new();
+    HANDLERS.get_or_init(|| {
         let text = format!(
             "{}\n{}",
             gslb::demo::CONFIG,
@@ -41,13 +43,29 @@ lat = 31.2
 lon = 121.5
 "#
         );
-        let config = gslb::config::parse(&text, "demo").unwrap();
-        let inventory = Arc::new(config.inventory);
-        let table = AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1);
-        Handler::new(
-            Arc::new(ArcSwap::from_pointee(table)),
-            Arc::new(Metrics::new()),
-        )
+        let key = std::env::temp_dir().join(format!("gslb-fuzz-{}.pem", std::process::id()));
+        std::fs::write(&key, gslb::dnssec::generate_pem("ed25519").unwrap()).unwrap();
+        let signed = text.replacen(
+            "[[cluster]]",
+            &format!(
+                "[zone.dnssec]\nkeys = [{{ file = {:?} }}]\n\n[[cluster]]",
+                key.to_str().unwrap()
+            ),
+            1,
+        );
+        let handler = |text: &str| {
+            let config = gslb::config::parse(text, "demo").unwrap();
+            let inventory = Arc::new(config.inventory);
+            let table =
+                AnswerTable::build(&HealthSnapshot::initial(&inventory, SystemTime::now()), 1);
+            Handler::new(
+                Arc::new(ArcSwap::from_pointee(table)),
+                Arc::new(Metrics::new()),
+            )
+        };
+        let handlers = [handler(&text), handler(&signed)];
+        let _ = std::fs::remove_file(&key);
+        handlers
     })
 }
 
@@ -71,6 +89,7 @@ fn meaning(bytes: &[u8]) -> Option<(String, Vec<String>, Vec<String>, Vec<String
             m.edns.map(|e| (
                 e.max_payload(),
                 e.version(),
+                e.flags().dnssec_ok,
                 e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
                     .cloned()
             ))
@@ -79,7 +98,12 @@ fn meaning(bytes: &[u8]) -> Option<(String, Vec<String>, Vec<String>, Vec<String
 }
 
 fuzz_target!(|data: &[u8]| {
-    let handler = handler();
+    for handler in handlers() {
+        check(handler, data);
+    }
+});
+
+fn check(handler: &Handler, data: &[u8]) {
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let general = handler.answer_general(data, src, Protocol::Udp);
     let _ = handler.answer_general(data, src, Protocol::Tcp);
@@ -97,4 +121,4 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-});
+}

@@ -244,6 +244,11 @@ where
 
 /// A config: zone `tke-demo.cn` with glue and static records, plus `rest`.
 pub fn config(rest: &str) -> String {
+    config_with_zone("", rest)
+}
+
+/// [`config`] with `zone_extra` lines in the `[[zone]]` (transfers, keys).
+pub fn config_with_zone(zone_extra: &str, rest: &str) -> String {
     format!(
         r#"
 [[zone]]
@@ -258,14 +263,16 @@ records = [
   {{ name = "@", type = "MX", value = "10 mail.tke-demo.cn" }},
   {{ name = "mail", type = "A", value = "127.0.0.25" }},
 ]
+{zone_extra}
 {rest}
 "#
     )
 }
 
-/// Two clusters on the block's .1 and .2 with an HTTP probe on `port`, for `policy`.
-pub fn two_cluster_app(block: &Block, port: u16, policy: &str, extra_app_keys: &str) -> String {
-    config(&format!(
+/// Clusters `guangzhou-01` (priority 1) and `guangzhou-02` (priority 2), one VIP each on
+/// the block's .1 and .2.
+pub fn two_clusters(block: &Block) -> String {
+    format!(
         r#"
 [[cluster]]
 name = "guangzhou-01"
@@ -278,7 +285,17 @@ name = "guangzhou-02"
 region = "ap-guangzhou"
 vips = ["{b}"]
 priority = 2
+"#,
+        a = block.ip(1),
+        b = block.ip(2),
+    )
+}
 
+/// Two clusters on the block's .1 and .2 with an HTTP probe on `port`, for `policy`.
+pub fn two_cluster_app(block: &Block, port: u16, policy: &str, extra_app_keys: &str) -> String {
+    config(&format!(
+        r#"
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 policy = "{policy}"
@@ -287,8 +304,7 @@ clusters = ["guangzhou-01", "guangzhou-02"]
 probe = {{ kind = "http", port = {port}, path = "/", interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
 {extra_app_keys}
 "#,
-        a = block.ip(1),
-        b = block.ip(2),
+        clusters = two_clusters(block),
     ))
 }
 

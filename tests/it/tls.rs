@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::harness::{Block, Gslb, config, eventually};
+use crate::harness::{Block, Gslb, config, eventually, two_clusters};
 
 /// Serves HTTPS on `addr` with a self-signed certificate for `name`; answers 200 when SNI
 /// and Host are both `name`, 421 (misdirected) otherwise.
@@ -81,20 +81,12 @@ async fn tls_ingress(
 fn https_app(block: &Block, port: u16, host: &str, tls_verify: bool) -> String {
     config(&format!(
         r#"
-[[cluster]]
-name = "guangzhou-01"
-vips = ["{a}"]
-priority = 1
-[[cluster]]
-name = "guangzhou-02"
-vips = ["{b}"]
-priority = 2
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 probe = {{ kind = "https", port = {port}, host = "{host}", tls_verify = {tls_verify}, interval = "200ms", timeout = "190ms", rise = 1, fall = 1 }}
 "#,
-        a = block.ip(1),
-        b = block.ip(2),
+        clusters = two_clusters(block),
     ))
 }
 

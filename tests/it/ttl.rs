@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gslb::admin::{explain::Explanation, status::StatusReport};
 
-use crate::harness::{Block, Gslb, config, eventually, stand_ins};
+use crate::harness::{Block, Gslb, config, eventually, stand_ins, two_clusters};
 
 /// Generous: the steps below take about a second each; a loaded machine is slower.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -38,16 +38,7 @@ async fn adaptive_ttl_is_short_while_a_cluster_fails_and_full_once_steady() {
     );
     let gslb = Gslb::start(&config(&format!(
         r#"
-[[cluster]]
-name = "guangzhou-01"
-vips = ["{a}"]
-priority = 1
-
-[[cluster]]
-name = "guangzhou-02"
-vips = ["{b}"]
-priority = 2
-
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 ttl = 30
@@ -59,8 +50,7 @@ name = "plain.tke-demo.cn"
 ttl = 30
 {probe}
 "#,
-        a = block.ip(1),
-        b = block.ip(2),
+        clusters = two_clusters(&block),
     )))
     .await;
     let (one, two) = (block.ip(1).to_string(), block.ip(2).to_string());

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    Block, Dig, Gslb, ServeProcess, config, dig, eventually, free_port, stand_ins,
+    Block, Dig, Gslb, ServeProcess, config, config_with_zone, dig, eventually, free_port,
+    stand_ins, two_clusters,
 };
 
 /// Generous: each wait below takes about a second; a loaded machine is slower.
@@ -56,31 +57,11 @@ fn serial_of(soa_line: &str) -> u32 {
 /// A zone with transfers allowed to `allow`, two clusters on the block's .1 and .2
 /// under failover, and `zone_extra` lines in the `[[zone]]`.
 fn xfr_config(block: &Block, port: u16, zone_extra: &str) -> String {
-    format!(
-        r#"
-[[zone]]
-name = "tke-demo.cn"
-nameservers = ["ns1.tke-demo.cn"]
-hostmaster = "hostmaster.tke-demo.cn"
-records = [
-  {{ name = "ns1", type = "A", value = "127.0.0.1" }},
-  {{ name = "info", type = "TXT", value = "served by gslb" }},
-  {{ name = "www", type = "CNAME", value = "tke-demo.cn" }},
-  {{ name = "@", type = "MX", value = "10 mail.tke-demo.cn" }},
-  {{ name = "mail", type = "A", value = "127.0.0.25" }},
-]
-{zone_extra}
-
-[[cluster]]
-name = "guangzhou-01"
-vips = ["{a}"]
-priority = 1
-
-[[cluster]]
-name = "guangzhou-02"
-vips = ["{b}"]
-priority = 2
-
+    config_with_zone(
+        zone_extra,
+        &format!(
+            r#"
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 ttl = 5
@@ -92,8 +73,8 @@ policy = "round-robin"
 ttl = 5
 probe = {{ kind = "http", port = {port}, interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}
 "#,
-        a = block.ip(1),
-        b = block.ip(2),
+            clusters = two_clusters(block),
+        ),
     )
 }
 

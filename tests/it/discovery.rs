@@ -50,6 +50,17 @@ pub(crate) fn description(cluster: &str, id: &str, ip: &str, ready: u32) -> Valu
     })
 }
 
+/// A Clusternet hub holding each `(name, id, vip)` cluster Ready, with the app's ingress
+/// on `vip` and 2 of 2 replicas ready.
+pub(crate) fn clusternet_hub(api: &FakeApi, clusters: &[(&str, &str, &str)]) {
+    for &(name, id, _) in clusters {
+        api.put(MANAGED_CLUSTERS, managed_cluster(name, id, "True"));
+    }
+    for &(name, id, vip) in clusters {
+        api.put(DESCRIPTIONS, description(name, id, vip, 2));
+    }
+}
+
 fn karmada_cluster(name: &str, ready: &str) -> Value {
     json!({
         "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster",
@@ -140,16 +151,13 @@ async fn clusternet_vips_and_workloads_drive_the_answer() {
         block.ip(3).to_string(),
     );
     let api = FakeApi::start().await;
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-01", "aaaa", "True"),
+    clusternet_hub(
+        &api,
+        &[
+            ("guangzhou-01", "aaaa", &ip1),
+            ("guangzhou-02", "bbbb", &ip2),
+        ],
     );
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-02", "bbbb", "True"),
-    );
-    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
-    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
     let dir = tempfile::tempdir().unwrap();
     let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
     let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
@@ -194,16 +202,13 @@ async fn an_unreachable_api_keeps_the_last_state_and_a_410_forces_a_relist() {
     let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
     let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
     let api = FakeApi::start().await;
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-01", "aaaa", "True"),
+    clusternet_hub(
+        &api,
+        &[
+            ("guangzhou-01", "aaaa", &ip1),
+            ("guangzhou-02", "bbbb", &ip2),
+        ],
     );
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-02", "bbbb", "True"),
-    );
-    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
-    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
     let dir = tempfile::tempdir().unwrap();
     let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
     let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
@@ -419,21 +424,13 @@ async fn the_dashboard_and_alerts_query_only_metrics_gslb_exports() {
     let block = Block::new();
     let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
     let api = FakeApi::start().await;
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-01", "aaaa", "True"),
-    );
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-02", "bbbb", "True"),
-    );
-    api.put(
-        DESCRIPTIONS,
-        description("guangzhou-01", "aaaa", &block.ip(1).to_string(), 2),
-    );
-    api.put(
-        DESCRIPTIONS,
-        description("guangzhou-02", "bbbb", &block.ip(2).to_string(), 2),
+    let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
+    clusternet_hub(
+        &api,
+        &[
+            ("guangzhou-01", "aaaa", &ip1),
+            ("guangzhou-02", "bbbb", &ip2),
+        ],
     );
     let dir = tempfile::tempdir().unwrap();
     let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);

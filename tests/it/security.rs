@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::apiserver::FakeApi;
-use crate::discovery::{DESCRIPTIONS, MANAGED_CLUSTERS, app_config, description, managed_cluster};
+use crate::discovery::{app_config, clusternet_hub};
 use crate::harness::{
     Block, Gslb, ServeProcess, dig, eventually, free_port, gslb_cli, stand_ins, two_cluster_app,
 };
@@ -366,16 +366,13 @@ async fn no_secret_reaches_logs_status_metrics_or_the_state_file() {
     let (_ingresses, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
     let (ip1, ip2) = (block.ip(1).to_string(), block.ip(2).to_string());
     let api = FakeApi::start().await;
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-01", "aaaa", "True"),
+    clusternet_hub(
+        &api,
+        &[
+            ("guangzhou-01", "aaaa", &ip1),
+            ("guangzhou-02", "bbbb", &ip2),
+        ],
     );
-    api.put(
-        MANAGED_CLUSTERS,
-        managed_cluster("guangzhou-02", "bbbb", "True"),
-    );
-    api.put(DESCRIPTIONS, description("guangzhou-01", "aaaa", &ip1, 2));
-    api.put(DESCRIPTIONS, description("guangzhou-02", "bbbb", &ip2, 2));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = FakeApi::kubeconfig_with_token(dir.path(), &[("hub", &api)], KUBE_SECRET);
     let token_file = dir.path().join("admin-token");

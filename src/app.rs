@@ -372,6 +372,7 @@ async fn apply_inventories(
                 .map(|a| &a.probe)
                 .eq(current.apps.iter().map(|a| &a.probe));
         inventory.generation = current.generation + u64::from(!same_endpoints);
+        inventory.keep_signers(&current);
         if inventory == *current {
             discovered.send_replace(true);
             continue;

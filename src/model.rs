@@ -360,6 +360,24 @@ impl GeoRegion {
 }
 
 impl Inventory {
+    /// Takes `old`'s signer for every zone whose keys and signature validity are unchanged
+    /// (a reload that re-reads the same key files), so that its signature cache carries
+    /// over and only the sets whose content changed are signed again.
+    pub fn keep_signers(&mut self, old: &Inventory) {
+        for zone in &mut self.zones {
+            let Some(new) = &zone.dnssec else { continue };
+            let kept = old
+                .zones
+                .iter()
+                .filter(|z| z.origin == zone.origin)
+                .find_map(|z| z.dnssec.as_ref())
+                .filter(|o| !std::sync::Arc::ptr_eq(o, new) && ***o == **new);
+            if let Some(kept) = kept {
+                zone.dnssec = Some(kept.clone());
+            }
+        }
+    }
+
     /// Numbers targets (app-major, in each app's cluster order) and their endpoints, the
     /// VIPs of each cluster.
     pub fn new(zones: Vec<Zone>, clusters: Vec<Cluster>, apps: Vec<App>) -> Self {

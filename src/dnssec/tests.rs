@@ -157,3 +157,50 @@ fn signatures_past_half_their_validity_are_renewed() {
     );
     assert!(verifies(&s, &set, &renewed[0]));
 }
+
+/// A reload reads the key files again into a new signer. With the same keys it takes the
+/// old signer (and its cache): the signatures it hands out are the ones already published,
+/// not new ones. With another key it keeps the new signer.
+#[test]
+fn a_reload_with_the_same_keys_keeps_the_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_key = |name: &str| {
+        let path = dir.path().join(name);
+        // ECDSA: signing the same set again gives another signature (Ed25519 would not).
+        std::fs::write(&path, generate_pem("ecdsa-p256").unwrap()).unwrap();
+        path
+    };
+    let (first, second) = (write_key("first.pem"), write_key("second.pem"));
+    let load = |key: &std::path::Path| {
+        crate::answer::fixtures::inventory(&format!(
+            "[zone.dnssec]\nkeys = [{{ file = {:?}, role = \"csk\" }}]\n",
+            key.to_str().unwrap()
+        ))
+    };
+    let set = |inventory: &crate::model::Inventory| {
+        let signer = inventory.zones[0].dnssec.clone().unwrap();
+        let name = Name::from_ascii("www.tke-demo.cn.").unwrap();
+        let a = Record::from_rdata(name, 300, RData::A(A::new(192, 0, 2, 1)));
+        signer.begin_build();
+        signer.sign_cached(&[a])
+    };
+    let running = load(&first);
+    let published = set(&running);
+
+    let mut reloaded = load(&first);
+    reloaded.keep_signers(&running);
+    assert_eq!(
+        set(&reloaded),
+        published,
+        "the same key: the published signature again"
+    );
+
+    let mut rekeyed = load(&second);
+    rekeyed.keep_signers(&running);
+    let fresh = set(&rekeyed);
+    assert_ne!(fresh, published, "another key: signed anew");
+    assert_ne!(
+        rrsig(&fresh[0]).unwrap().input().key_tag,
+        rrsig(&published[0]).unwrap().input().key_tag
+    );
+}

@@ -22,17 +22,13 @@ ADMIN="http://127.0.0.1:29153"
 STAND_INS=(127.0.1.1 127.0.1.2)
 STAND_IN_PORT=18080
 
-need() {
-  command -v "$1" >/dev/null 2>&1 || {
-    echo "bench: $1 is missing; install it with: apt-get install -y $2" >&2
-    exit 1
-  }
-}
-need dnsperf dnsperf
-need dig bind9-dnsutils
-need taskset util-linux
-need curl curl
-need python3 python3
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_need dnsperf dnsperf
+bench_need dig bind9-dnsutils
+bench_need taskset util-linux
+bench_need curl curl
+bench_need python3 python3
 
 work="$(mktemp -d)"
 pids=()

@@ -17,6 +17,11 @@ bench_die() {
   exit 1
 }
 
+# Exits unless command $1 is installed, naming the Debian package $2 that has it.
+bench_need() {
+  command -v "$1" >/dev/null 2>&1 || bench_die "$1 is missing; install it with: apt-get install -y $2"
+}
+
 # The pids of $1 and all of its descendants (so only what it started).
 bench_tree() {
   ps -e -o pid=,ppid= | awk -v root="$1" '

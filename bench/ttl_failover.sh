@@ -44,20 +44,14 @@ declare -A PRIMARY=([fixed]=127.0.2.1 [adaptive]=127.0.2.11)
 declare -A SECONDARY=([fixed]=127.0.2.2 [adaptive]=127.0.2.12)
 declare -A EXTRA=([fixed]="" [adaptive]="adaptive_ttl = { min = $MIN_TTL }")
 
-need() {
-  command -v "$1" >/dev/null 2>&1 || {
-    echo "bench: $1 is missing; install it with: apt-get install -y $2" >&2
-    exit 1
-  }
-}
-need unbound unbound
-need dig bind9-dnsutils
-need curl curl
-need python3 python3
-
-work="$(mktemp -d /tmp/gslb-ttl-failover.XXXXXX)"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+bench_need unbound unbound
+bench_need dig bind9-dnsutils
+bench_need curl curl
+bench_need python3 python3
+
+work="$(mktemp -d /tmp/gslb-ttl-failover.XXXXXX)"
 bench_init
 # The trial loops restart stand-ins from background subshells: stop those too.
 trap 'for f in "$work"/*.standin.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; bench_cleanup' EXIT

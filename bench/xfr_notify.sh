@@ -30,20 +30,14 @@ HTTP_PORT=18183
 PRIMARY=127.0.3.1
 SECONDARY=127.0.3.2
 
-need() {
-  command -v "$1" >/dev/null 2>&1 || {
-    echo "bench: $1 is missing; install it with: apt-get install -y $2" >&2
-    exit 1
-  }
-}
-need knotd knot
-need dig bind9-dnsutils
-need curl curl
-need python3 python3
-
-work="$(mktemp -d /tmp/gslb-xfr-notify.XXXXXX)"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+bench_need knotd knot
+bench_need dig bind9-dnsutils
+bench_need curl curl
+bench_need python3 python3
+
+work="$(mktemp -d /tmp/gslb-xfr-notify.XXXXXX)"
 bench_init
 for port in "$DNS" "$ADMIN" "$KNOT_PORT"; do bench_port_free "$port"; done
 for ip in "$PRIMARY" "$SECONDARY"; do

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::apiserver::FakeApi;
-use crate::harness::{Block, Gslb, config, eventually, stand_ins};
+use crate::harness::{Block, Gslb, config, eventually, gslb_run, stand_ins};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -392,28 +392,20 @@ async fn drill_undo_restores_an_interrupted_scale() {
     let kc = FakeApi::kubeconfig(dir.path(), &[("guangzhou-01", &api)]);
     let undo = dir.path().join("undo.json");
     std::fs::write(&undo, serde_json::to_string(&json!({"target": {"kubeconfig": kc, "context": "guangzhou-01", "kind": "Deployment", "namespace": "qcbm", "name": "qcbm-gateway"}, "replicas": 2})).unwrap()).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
-        .args(["drill", "undo", "--undo-file"])
-        .arg(&undo)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("back to 2 replicas"));
+    let undo_args = [
+        "drill".as_ref(),
+        "undo".as_ref(),
+        "--undo-file".as_ref(),
+        undo.as_os_str(),
+    ];
+    let ran = gslb_run(undo_args).await;
+    assert!(ran.ok(), "{}", ran.stderr);
+    assert!(ran.stdout.contains("back to 2 replicas"), "{}", ran.stdout);
     assert!(!undo.exists());
-    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
-        .args(["drill", "undo", "--undo-file"])
-        .arg(&undo)
-        .output()
-        .await
-        .unwrap();
+    let again = gslb_run(undo_args).await;
     assert!(
-        !again.status.success()
-            && String::from_utf8_lossy(&again.stderr).contains("no drill to undo")
+        !again.ok() && again.stderr.contains("no drill to undo"),
+        "{again:?}"
     );
 }
 

@@ -6,42 +6,31 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Block, Dig, Gslb, dig, eventually, stand_ins, two_cluster_app};
+use crate::harness::{Block, Dig, Gslb, dig, eventually, gslb_run, stand_ins, two_cluster_app};
 use crate::resolver::{validating_unbound_ecs_for, validating_unbound_for};
-
-const GSLB: &str = env!("CARGO_BIN_EXE_gslb");
 
 /// `gslb dnssec keygen` into `dir/name`.
 async fn keygen(dir: &Path, name: &str, algorithm: &str) -> String {
     let path = dir.join(name);
-    let out = tokio::process::Command::new(GSLB)
-        .args(["dnssec", "keygen", "--algorithm", algorithm, "--out"])
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path.to_str().unwrap().to_owned()
+    let path = path.to_str().unwrap().to_owned();
+    let ran = gslb_run(["dnssec", "keygen", "--algorithm", algorithm, "--out", &path]).await;
+    assert!(ran.ok(), "{}", ran.stderr);
+    path
 }
 
 /// `gslb dnssec ds` for the config at `path`.
 async fn ds(path: &Path) -> String {
-    let out = tokio::process::Command::new(GSLB)
-        .args(["dnssec", "ds", "--zone", "tke-demo.cn", "--config"])
-        .arg(path)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let ran = gslb_run([
+        "dnssec".as_ref(),
+        "ds".as_ref(),
+        "--zone".as_ref(),
+        "tke-demo.cn".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .await;
+    assert!(ran.ok(), "{}", ran.stderr);
+    ran.stdout
 }
 
 /// The two-cluster failover app with the zone signed by `keys` (TOML array items).
@@ -228,24 +217,13 @@ async fn a_transferred_copy_of_a_signed_zone_verifies() {
 async fn bad_keys_and_unsigned_configs_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let csk = keygen(dir.path(), "csk.pem", "ecdsa-p256").await;
-    let again = tokio::process::Command::new(GSLB)
-        .args(["dnssec", "keygen", "--out", &csk])
-        .output()
-        .await
-        .unwrap();
-    assert!(!again.status.success(), "keygen overwrote a key");
+    let again = gslb_run(["dnssec", "keygen", "--out", &csk]).await;
+    assert!(!again.ok(), "keygen overwrote a key");
     let base = crate::harness::config("");
     let path = dir.path().join("gslb.toml");
     let run = |args: Vec<String>| async move {
-        let out = tokio::process::Command::new(GSLB)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let ran = gslb_run(args).await;
+        (ran.code, ran.stderr)
     };
     let p = path.to_str().unwrap().to_owned();
     std::fs::write(&path, &base).unwrap();

@@ -117,6 +117,39 @@ pub async fn http_get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// What a finished `gslb` command left: its exit code and output.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs the `gslb` binary with `args` (no admin API, no token in the environment).
+pub async fn gslb_run<I, A>(args: I) -> Ran
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gslb"))
+        .args(args)
+        .env_remove("GSLB_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Runs the `gslb` binary with `args --admin ADMIN`, with `GSLB_TOKEN` set to
 /// `env_token` (else unset); returns (success, stdout, stderr).
 pub async fn gslb_cli(

@@ -388,26 +388,31 @@ async fn watch_views(
                 s.watch_error = Some(text);
                 continue;
             }
-            Ok(watcher::Event::InitDone) => {
-                if failing {
-                    tracing::info!("watching the quorum views on the hub again");
-                    failing = false;
+            Ok(event) => {
+                // Any event after an error: the watch is back (a resumed watch has no
+                // InitDone, only the changes since).
+                if failing || matches!(event, watcher::Event::InitDone) {
+                    if failing {
+                        tracing::info!("watching the quorum views on the hub again");
+                        failing = false;
+                    }
+                    let mut s = status.lock();
+                    s.watching = true;
+                    s.watch_error = None;
                 }
-                let mut s = status.lock();
-                s.watching = true;
-                s.watch_error = None;
-                continue;
-            }
-            Ok(watcher::Event::Init) => continue,
-            Ok(watcher::Event::Delete(cm)) => {
-                // Its view ages out as stale, like a view no longer renewed.
-                if let Some(name) = cm.metadata.name {
-                    seen.remove(&name);
+                match event {
+                    watcher::Event::Apply(cm) => (cm, true),
+                    watcher::Event::InitApply(cm) => (cm, false),
+                    watcher::Event::Delete(cm) => {
+                        // Its view ages out as stale, like a view no longer renewed.
+                        if let Some(name) = cm.metadata.name {
+                            seen.remove(&name);
+                        }
+                        continue;
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
                 }
-                continue;
             }
-            Ok(watcher::Event::Apply(cm)) => (cm, true),
-            Ok(watcher::Event::InitApply(cm)) => (cm, false),
         };
         let at = SystemTime::now();
         let Some(name) = object.metadata.name.clone() else {

@@ -597,7 +597,7 @@ fn a_hub_quorum_names_a_hub_source_and_a_namespace() {
     let hub = q.hub.unwrap();
     assert_eq!(hub.source.name, "hub");
     assert_eq!(hub.source.kind, super::SourceKind::Clusternet);
-    assert_eq!(hub.namespace, "gslb");
+    assert_eq!(hub.namespace, "gslb-quorum");
     // Through the hub the number of instances is not known: any count is accepted.
     let c = parse(
         &with_hub_quorum("hub = \"hub\"\nnamespace = \"gslb-quorum\"\nrequired = 5"),

@@ -33,8 +33,9 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Shortest interval between two reads of a peer's view.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_POLL_INTERVAL: &str = "500ms";
-/// `[quorum] namespace` by default: the namespace gslb itself runs in.
-const DEFAULT_VIEW_NAMESPACE: &str = "gslb";
+/// `[quorum] namespace` by default: a hub namespace of their own, so that the hub RBAC
+/// of views (deploy/*/hub-quorum-rbac.yaml) grants ConfigMaps there and nothing else.
+const DEFAULT_VIEW_NAMESPACE: &str = "gslb-quorum";
 /// Shortest recheck interval: a failing ingress is not hammered.
 const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(50);
 

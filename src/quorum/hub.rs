@@ -299,14 +299,8 @@ fn kind(text: &str) -> &str {
         .unwrap_or(text)
 }
 
-/// One server-side apply of the view object.
-async fn write(
-    api: &Api<ConfigMap>,
-    object: &str,
-    namespace: &str,
-    view: &View,
-    timeout: Duration,
-) -> Result<(), WriteError> {
+/// The view object as applied: the labels and the view's JSON under [`VIEW_KEY`].
+fn body(object: &str, namespace: &str, view: &View) -> Result<serde_json::Value, WriteError> {
     let text = serde_json::to_string(view).map_err(|e| WriteError::Failed(e.to_string()))?;
     if text.len() > MAX_VIEW_BYTES {
         return Err(WriteError::TooLarge(text.len()));
@@ -315,12 +309,23 @@ async fn write(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).into()))
         .collect();
-    let body = serde_json::json!({
+    Ok(serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": object, "namespace": namespace, "labels": labels},
         "data": {VIEW_KEY: text},
-    });
+    }))
+}
+
+/// One server-side apply of the view object.
+async fn write(
+    api: &Api<ConfigMap>,
+    object: &str,
+    namespace: &str,
+    view: &View,
+    timeout: Duration,
+) -> Result<(), WriteError> {
+    let body = body(object, namespace, view)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match tokio::time::timeout(timeout, api.patch(object, &params, &Patch::Apply(&body))).await {
         Ok(Ok(_)) => Ok(()),
@@ -476,5 +481,38 @@ mod tests {
             kind("ServiceUnavailable (503): down"),
             kind("no answer within 1s")
         );
+    }
+
+    fn view(vips: usize) -> View {
+        View {
+            instance: "gslb-1".into(),
+            sequence: 7,
+            at: SystemTime::UNIX_EPOCH,
+            endpoints: (0..vips)
+                .map(|i| crate::health::quorum::ViewEndpoint {
+                    app: format!("app-{}.tke-demo.cn", i / 4),
+                    cluster: format!("guangzhou-{:02}", i % 4),
+                    vip: std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+                    state: crate::health::State::Up,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_object_carries_the_view_and_the_labels_and_a_huge_view_is_refused() {
+        let b = body("gslb-view-gslb-1", "gslb", &view(2)).unwrap();
+        assert_eq!(
+            b["metadata"]["labels"]["app.kubernetes.io/component"],
+            "quorum-view"
+        );
+        let text = b["data"][VIEW_KEY].as_str().unwrap();
+        assert_eq!(serde_json::from_str::<View>(text).unwrap(), view(2));
+        // About 100 bytes a VIP: 10,000 fit, 12,000 do not.
+        assert!(body("o", "gslb", &view(10_000)).is_ok());
+        match body("o", "gslb", &view(12_000)) {
+            Err(WriteError::TooLarge(n)) => assert!(n > MAX_VIEW_BYTES),
+            other => panic!("{other:?}"),
+        }
     }
 }

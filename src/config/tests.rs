@@ -650,6 +650,16 @@ fn bad_hub_quorums_are_reported_with_their_keys() {
     assert_eq!(key, "quorum.poll_interval");
     let (key, _, _) = first("peers = [\"http://a:1\"]\nnamespace = \"gslb\"");
     assert_eq!(key, "quorum.namespace");
+    // No poll_interval with the hub: a short fresh_within is fine down to 150ms.
+    assert!(
+        parse(
+            &with_hub_quorum("hub = \"hub\"\nfresh_within = \"500ms\""),
+            "t"
+        )
+        .is_ok()
+    );
+    let (key, _, _) = first("hub = \"hub\"\nfresh_within = \"100ms\"");
+    assert_eq!(key, "quorum.fresh_within");
     let (key, _, _) = first("hub = \"hub\"\nrequired = 0");
     assert_eq!(key, "quorum.required");
     // token_file is for the admin transport.

@@ -474,7 +474,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let (Some(f), Some(p)) = (fresh_within, poll_interval) {
+        if let (Some(f), Some(p), None) = (fresh_within, poll_interval, &raw.hub) {
             if f < p * 2 {
                 self.push(
                     at.then("fresh_within"),
@@ -482,6 +482,17 @@ impl Validator<'_> {
                         "{} must be at least twice poll_interval ({}), or one late answer would make a live peer's view stale",
                         humantime::format_duration(f),
                         humantime::format_duration(p)
+                    ),
+                );
+            }
+        }
+        if let (Some(f), Some(_)) = (fresh_within, &raw.hub) {
+            if f < MIN_POLL_INTERVAL * 3 {
+                self.push(
+                    at.then("fresh_within"),
+                    format!(
+                        "must be at least {} with `hub` (each instance renews its view every third of it)",
+                        humantime::format_duration(MIN_POLL_INTERVAL * 3)
                     ),
                 );
             }

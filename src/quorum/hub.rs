@@ -428,13 +428,7 @@ async fn watch_views(
         }
         let rv = object.metadata.resource_version.clone().unwrap_or_default();
         let before = seen.insert(name.clone(), rv.clone());
-        // A change seen live, or one made while we were not watching; not a first sight
-        // in a list (the object may be long dead) nor the same version again.
-        let renewed = match before {
-            None => live,
-            Some(b) => b != rv,
-        };
-        if !renewed {
+        if !renewed(before.as_deref(), &rv, live) {
             continue;
         }
         let view = object
@@ -459,9 +453,31 @@ async fn watch_views(
     }
 }
 
+/// Whether an object at `rv`, last seen at `before`, was written since: a change seen
+/// live, or one made while we were not watching; not a first sight in a list (the object
+/// may be the last write of an instance long gone) nor the same version again.
+fn renewed(before: Option<&str>, rv: &str, live: bool) -> bool {
+    match before {
+        None => live,
+        Some(b) => b != rv,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_writes_seen_count_as_renewals() {
+        // At start (or after a relist), an object listed for the first time may be old.
+        assert!(!renewed(None, "7", false));
+        // A new object seen by the watch was just written.
+        assert!(renewed(None, "7", true));
+        // Listed again after the watch broke: counts only if it changed meanwhile.
+        assert!(!renewed(Some("7"), "7", false));
+        assert!(renewed(Some("7"), "9", false));
+        assert!(renewed(Some("7"), "9", true));
+    }
 
     #[test]
     fn the_selector_names_both_labels() {

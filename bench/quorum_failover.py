@@ -6,8 +6,13 @@ What multi-vantage quorum adds to failover time. It hosts two stand-in HTTP ingr
 probes, and runs, at once:
 
   single   one gslb without [quorum];
-  q1..q3   three gslb instances with [quorum], peers of each other through their admin
-           APIs (required = majority, poll_interval and fresh_within from the knobs).
+  q1..q3   three gslb instances with [quorum] (required = majority, fresh_within from
+           the knobs), exchanging views by TRANSPORT: `admin` (default), peers of each
+           other through their admin APIs (poll_interval from the knobs); or `hub`,
+           through a stand-in hub API (bench/hub_standin.py, on 127.0.0.1) that is also
+           their Clusternet [[source]] (with no clusters: the static ones are served),
+           each writing its view object on change and every fresh_within/3 and watching
+           the others'.
 
 All use gslb's probe defaults (http, interval 1s, timeout 800ms, rise 2, fall 3, recheck
 200ms). TRIALS times: wait a random phase in [0, 1 s), make the primary refuse
@@ -19,8 +24,8 @@ Output: a markdown table on stdout (median, p95, min, max per server; the quorum
 three" is the last of the three instances in each trial), and the difference and ratio
 of medians, quorum instance against the single instance of the same run.
 
-argv: GSLB_BINARY WORK_DIR. Knobs (environment): TRIALS (default 20), POLL_INTERVAL
-(default 500ms), FRESH_WITHIN (default 3s).
+argv: GSLB_BINARY WORK_DIR. Knobs (environment): TRIALS (default 20), TRANSPORT (admin or
+hub, default admin), POLL_INTERVAL (default 500ms, admin only), FRESH_WITHIN (default 3s).
 """
 
 import asyncio
@@ -35,10 +40,12 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from failover import Poller, StandIn, POLL  # noqa: E402
+from hub_standin import HubStandIn  # noqa: E402
 
 TRIALS = int(os.environ.get("TRIALS", "20"))
 POLL_INTERVAL = os.environ.get("POLL_INTERVAL", "500ms")
 FRESH_WITHIN = os.environ.get("FRESH_WITHIN", "3s")
+TRANSPORT = os.environ.get("TRANSPORT", "admin")
 PRIMARY, SECONDARY = "127.0.5.1", "127.0.5.2"
 LIMIT = 30.0
 
@@ -132,12 +139,26 @@ async def main():
     names = ["single", "q1", "q2", "q3"]
     ports = {n: (free_port(), free_port()) for n in names}
     peers = ", ".join(f'"http://127.0.0.1:{ports[n][1]}"' for n in names[1:])
+    if TRANSPORT not in ("admin", "hub"):
+        sys.exit(f"bench: TRANSPORT must be admin or hub, not {TRANSPORT}")
+    hub = None
+    if TRANSPORT == "hub":
+        hub = HubStandIn()
+        await hub.start()
+        hub.kubeconfig(os.path.join(work, "hub.kubeconfig"))
     procs = {}
     try:
         for n in names:
-            quorum = "" if n == "single" else (
-                f'[quorum]\ninstance = "{n}"\npeers = [{peers}]\n'
-                f'poll_interval = "{POLL_INTERVAL}"\nfresh_within = "{FRESH_WITHIN}"\n')
+            if n == "single":
+                quorum = ""
+            elif TRANSPORT == "hub":
+                quorum = (f'[[source]]\nname = "hub"\nkind = "clusternet"\n'
+                          f'kubeconfig = "{os.path.join(work, "hub.kubeconfig")}"\n\n'
+                          f'[quorum]\ninstance = "{n}"\nhub = "hub"\n'
+                          f'fresh_within = "{FRESH_WITHIN}"\n')
+            else:
+                quorum = (f'[quorum]\ninstance = "{n}"\npeers = [{peers}]\n'
+                          f'poll_interval = "{POLL_INTERVAL}"\nfresh_within = "{FRESH_WITHIN}"\n')
             path = os.path.join(work, f"{n}.toml")
             with open(path, "w") as f:
                 f.write(config(ports[n][0], ports[n][1], http_port, quorum))
@@ -180,6 +201,8 @@ async def main():
     finally:
         for p in procs.values():
             p.terminate()
+        if hub:
+            hub.close()
         for p in procs.values():
             try:
                 p.wait(timeout=10)
@@ -190,7 +213,9 @@ async def main():
         return [None if any(d[n][i] is None for n in names[1:])
                 else max(d[n][i] for n in names[1:]) for i in range(TRIALS)]
 
-    print(f"poll_interval {POLL_INTERVAL}, fresh_within {FRESH_WITHIN}, required majority, "
+    how = ("views through a stand-in hub API, renewed every fresh_within/3" if TRANSPORT == "hub"
+           else f"views through the admin APIs, poll_interval {POLL_INTERVAL}")
+    print(f"{how}, fresh_within {FRESH_WITHIN}, required majority, "
           f"{TRIALS} trials, refused connections\n")
     for title, d in (("fault → answer changed", fail), ("recovery → answer back", back)):
         print(f"| {title} | trials | median | p95 | min | max |")
@@ -202,7 +227,7 @@ async def main():
         single = statistics.median([v for v in d["single"] if v is not None])
         quorum = statistics.median([v for n in names[1:] for v in d[n] if v is not None])
         print(f"\nmedian over the three quorum instances {quorum:.2f} s against "
-              f"{single:.2f} s alone: +{quorum - single:.2f} s, ratio {quorum / single:.2f}\n")
+              f"{single:.2f} s alone: {quorum - single:+.2f} s, ratio {quorum / single:.2f}\n")
     return 0
 
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # What multi-vantage quorum adds to failover time: one gslb alone and three gslb instances
-# with [quorum] (peers of each other), all probing the same stand-in ingresses, in the
-# same run; a fault (the primary refuses connections) and its recovery, TRIALS times.
+# with [quorum] (peers of each other through their admin APIs, or with TRANSPORT=hub
+# through a stand-in hub API, bench/hub_standin.py), all probing the same stand-in
+# ingresses, in the same run; a fault (the primary refuses connections) and its
+# recovery, TRIALS times.
 # See bench/quorum_failover.py for the procedure.
 #
 #   bench/quorum_failover.sh                      # TRIALS=20 (about 2 minutes)
 #   TRIALS=30 POLL_INTERVAL=200ms FRESH_WITHIN=2s bench/quorum_failover.sh
+#   TRANSPORT=hub bench/quorum_failover.sh        # views through the hub's API
 #   GSLB=target/debug/gslb bench/quorum_failover.sh   # skip the release build
 #
-# Every address is on 127.0.0.0/8 (stand-ins on 127.0.5.1 and 127.0.5.2, gslb on
-# 127.0.0.1 with free ports); everything started is stopped on exit.
+# Every address is on 127.0.0.0/8 (stand-ins on 127.0.5.1 and 127.0.5.2, gslb and the
+# stand-in hub on 127.0.0.1 with free ports); everything started is stopped on exit.
 #
 # Needs: python3 (installs nothing).
 set -euo pipefail

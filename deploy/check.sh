@@ -12,10 +12,12 @@
 #      patches apply, cluster names and DNS addresses agree with the config's zone glue,
 #      Deployment/Services/PDB/NetworkPolicy agree with the config (source kubeconfig
 #      mounted from a Secret), the discovery RBAC grants list/watch on exactly what
-#      src/discovery/sources.rs watches, PrometheusRule equals the rules file, the
+#      src/discovery/sources.rs watches, the quorum RBAC is a namespaced Role granting
+#      what src/quorum/hub.rs does with the view ConfigMaps, PrometheusRule equals the rules file, the
 #      dashboard parses and queries only metrics of src/metrics.rs
-#   4. `gslb check-config` on the ConfigMap's TOML, and on each of its commented [[source]]
-#      variants (Karmada) put in place of the active source (token, state and source
+#   4. `gslb check-config` on the ConfigMap's TOML, on each of its commented [[source]]
+#      variants (Karmada) put in place of the active source, and with its commented
+#      [quorum] (views through the hub) turned on (token, state and source
 #      kubeconfig paths rewritten to a temporary token of 32 characters, a temporary
 #      folder and a dummy kubeconfig: check-config needs them to exist)
 #   5. promtool: check rules, test rules (unit tests), check config
@@ -58,7 +60,8 @@ echo "  ok   yamllint deploy/"
 # The core manifests: every file of deploy/kubernetes but the kustomization, and the
 # hub-side RBAC of the two engines.
 core=()
-for f in deploy/kubernetes/*.yaml deploy/clusternet/hub-rbac.yaml deploy/karmada/hub-rbac.yaml; do
+for f in deploy/kubernetes/*.yaml deploy/clusternet/hub-rbac.yaml deploy/karmada/hub-rbac.yaml \
+    deploy/clusternet/hub-quorum-rbac.yaml deploy/karmada/hub-quorum-rbac.yaml; do
   [ "$(basename "$f")" = kustomization.yaml ] || core+=("$f")
 done
 

@@ -16,13 +16,19 @@ Usage: check_deploy.py REPO CRDS OUT
 - the discovery RBAC (clusternet/hub-rbac.yaml, karmada/hub-rbac.yaml,
   kubernetes/rbac.yaml) grants list and watch on exactly the resources that
   src/discovery/sources.rs watches for that source kind;
+- the quorum RBAC (clusternet/hub-quorum-rbac.yaml, karmada/hub-quorum-rbac.yaml) is a
+  Role and RoleBinding in the views' namespace only (the config's [quorum] namespace,
+  else gslb's default from src/config/validate.rs), granting exactly what
+  src/quorum/hub.rs does with ConfigMaps (create and patch: server-side apply; list and
+  watch), to the ServiceAccount of the discovery RBAC;
 - the ServiceMonitor selects the admin Service, the PrometheusRule equals the rules file,
   every alert has a unit test, and every gslb_* metric that the alerts and the dashboard
   query exists in src/metrics.rs;
 - the ConfigMap's TOML is written to OUT/gslb.toml, with the token, state and source
   kubeconfig paths pointed at OUT, for `gslb check-config`; so is each commented
   [[source]] variant (the Karmada one is required), as OUT/gslb-variant-KIND.toml with
-  that source in place of the active one.
+  that source in place of the active one, and the commented [quorum] (required) turned
+  on, as OUT/gslb-variant-quorum.toml.
 """
 
 import copy
@@ -291,6 +297,20 @@ def variants(text):
     return out
 
 
+def quorum_variant(text):
+    """The config with its commented [quorum] table turned on, or None (a failure)."""
+    lines = text.split("\n")
+    starts = [i for i, ln in enumerate(lines) if ln.strip() == "# [quorum]"]
+    if len(starts) != 1:
+        fail(f"gslb.toml: expected one commented [quorum], found {len(starts)}")
+        return None
+    i = j = starts[0]
+    while j < len(lines) and lines[j].strip().startswith("#"):
+        j += 1
+    block = [re.sub(r"^(\s*)# ?", r"\1", ln, count=1) for ln in lines[i:j]]
+    return "\n".join(lines[:i] + block + lines[j:])
+
+
 def for_check(text, name):
     """The config with the token, state and kubeconfig paths pointed into OUT."""
     cfg = tomllib.loads(text)
@@ -332,6 +352,9 @@ def write_config(text, cfg):
     for kind, variant in variants(text).items():
         name = f"gslb-variant-{kind}.toml"
         written[kind] = for_check(variant, name)
+    quorum = quorum_variant(text)
+    if quorum is not None:
+        written["quorum"] = for_check(quorum, "gslb-variant-quorum.toml")
     ok(f"config written to {rel(os.path.join(OUT, 'gslb.toml'))}, with the variants "
        f"{', '.join(sorted(written)) or 'none'} (token, state and kubeconfig paths rewritten)")
     return written
@@ -729,6 +752,54 @@ def check_rbac():
             ok(f"deploy/{f}: list and watch on {', '.join(r + '.' + g if g else r for g, r in sorted(want))}")
 
 
+def check_quorum_rbac(quorum_cfg):
+    """The quorum RBAC: a Role and RoleBinding in the views' namespace, nothing wider.
+
+    The verbs are what src/quorum/hub.rs does: server-side apply (create the first time,
+    patch after) and a watcher (list, watch); the subject is the discovery identity.
+    """
+    with open(os.path.join(REPO, "src", "config", "validate.rs"), encoding="utf-8") as f:
+        m = re.search(r'DEFAULT_VIEW_NAMESPACE: &str = "([^"]+)"', f.read())
+    default = m.group(1) if m else None
+    namespace = (quorum_cfg or {}).get("quorum", {}).get("namespace", default)
+    if namespace is None:
+        fail("src/config/validate.rs: cannot find DEFAULT_VIEW_NAMESPACE")
+        return
+    with open(os.path.join(REPO, "src", "quorum", "hub.rs"), encoding="utf-8") as f:
+        hub = f.read()
+    if "Patch::Apply" not in hub or "watcher(" not in hub:
+        fail("src/quorum/hub.rs: no longer applies and watches: review the quorum RBAC's verbs")
+    for engine in ("clusternet", "karmada"):
+        f = f"{engine}/hub-quorum-rbac.yaml"
+        docs = load_docs(os.path.join(DEPLOY, f))
+        subjects = {(d["metadata"]["name"], d["metadata"]["namespace"])
+                    for d in load_docs(os.path.join(DEPLOY, engine, "hub-rbac.yaml"))
+                    if d["kind"] == "ServiceAccount"}
+        kinds = sorted(d["kind"] for d in docs)
+        if kinds != ["Namespace", "Role", "RoleBinding"]:
+            fail(f"deploy/{f}: has {kinds}, expected a Namespace, a Role and a RoleBinding (nothing cluster-wide)")
+            continue
+        role, binding, ns = (next(d for d in docs if d["kind"] == k) for k in ("Role", "RoleBinding", "Namespace"))
+        ns = ns["metadata"]["name"]
+        granted = {(g, r) for rule in role.get("rules", []) for g in rule.get("apiGroups", [])
+                   for r in rule.get("resources", [])}
+        verbs = {v for rule in role.get("rules", []) for v in rule.get("verbs", [])}
+        bound = {(s["name"], s.get("namespace")) for s in binding.get("subjects", [])
+                 if s.get("kind") == "ServiceAccount"}
+        if not (ns == namespace == role["metadata"]["namespace"] == binding["metadata"]["namespace"]):
+            fail(f"deploy/{f}: namespace {ns}, Role in {role['metadata']['namespace']}, RoleBinding in "
+                 f"{binding['metadata']['namespace']}; the views live in {namespace}")
+        elif granted != {("", "configmaps")}:
+            fail(f"deploy/{f}: grants {sorted(granted)}, the views are ConfigMaps")
+        elif verbs != {"create", "patch", "list", "watch"}:
+            fail(f"deploy/{f}: verbs {sorted(verbs)}, the views need exactly create, patch, list and watch")
+        elif binding["roleRef"]["name"] != role["metadata"]["name"] or bound != subjects:
+            fail(f"deploy/{f}: binds {sorted(bound)} to {binding['roleRef']['name']}, "
+                 f"expected {sorted(subjects)} (hub-rbac.yaml) to {role['metadata']['name']}")
+        else:
+            ok(f"deploy/{f}: create, patch, list and watch on configmaps in {namespace} only")
+
+
 # --- Prometheus, Grafana, metrics -----------------------------------------------------
 
 def metric_names():
@@ -894,6 +965,7 @@ def main():
     check_clusternet(objects, crds, clusters, glue_ips)
     check_karmada(objects, crds, clusters, glue_ips)
     check_rbac()
+    check_quorum_rbac(written.get("quorum"))
     known, _ = metric_names()
     check_prometheus(objects, known)
     check_dashboard(known)

@@ -206,15 +206,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         report_tx.clone(),
         cancel.child_token(),
     )?;
-    if let Some(q) = &quorum {
-        let token = match &q.token_file {
-            Some(path) => Some(Token::new(&std::fs::read_to_string(path).with_context(
-                || format!("cannot read [quorum] token_file {}", path.display()),
-            )?)),
-            None => None,
-        };
-        crate::quorum::spawn(q, token, report_tx.clone(), &mut tasks, cancel.clone())?;
-    }
+    let quorum_hub = match &quorum {
+        Some(q) => {
+            let token = match &q.token_file {
+                Some(path) => Some(Token::new(&std::fs::read_to_string(path).with_context(
+                    || format!("cannot read [quorum] token_file {}", path.display()),
+                )?)),
+                None => None,
+            };
+            let wiring = crate::quorum::Wiring {
+                instance: instance.clone(),
+                token,
+                health: report_tx.clone(),
+                snapshots: health_rx.clone(),
+                metrics: metrics.clone(),
+            };
+            crate::quorum::spawn(q, wiring, &mut tasks, cancel.clone())?
+        }
+        None => None,
+    };
     let (inventory_tx, inventory_rx) = mpsc::channel(16);
     let discovery_status = Arc::new(crate::discovery::DiscoveryStatus::default());
     let (base_tx, base_rx) = watch::channel(Arc::new(crate::discovery::Base {
@@ -277,6 +287,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         discovery: discovery_status,
         reload: reload_tx.clone(),
         instance,
+        quorum_hub,
     };
     let admin_cancel = cancel.clone();
     tasks.spawn(async move {

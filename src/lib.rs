@@ -26,7 +26,8 @@
 //!   secondaries and sends them NOTIFY on each new serial (gslb as a hidden primary).
 //! - [`admin`] serves metrics, liveness, readiness and the status API, and this
 //!   instance's view (`/api/v1/view`) for its peers.
-//! - [`quorum`] reads the peers' views (`[quorum]`) and hands them to health, which
+//! - [`quorum`] carries views between instances (`[quorum]`: the peers' admin APIs, or
+//!   ConfigMaps on the hub's Kubernetes API) and hands the peers' to health, which
 //!   decides a target down only when a quorum of the fresh views agree.
 //! - [`redact`] says what went wrong without quoting credentials from kube errors.
 //! - [`app`] is the only place that wires them together; [`demo`] runs it all on loopback.

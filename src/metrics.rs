@@ -39,6 +39,9 @@ pub const TRANSFER_RESULTS: [&str; 5] = ["full", "incremental", "current", "refu
 /// secondary and serial `answered` or, after the last try, `failed`.
 pub const NOTIFY_RESULTS: [&str; 3] = ["sent", "answered", "failed"];
 pub const QUORUM_VIEWS: &str = "gslb_quorum_views";
+pub const QUORUM_VIEW_WRITES: &str = "gslb_quorum_view_writes_total";
+/// The `result` label of `gslb_quorum_view_writes_total`.
+pub const VIEW_WRITE_RESULTS: [&str; 3] = ["ok", "error", "too_large"];
 pub const GEO_ANSWERS: &str = "gslb_geo_answers_total";
 /// The `region` label of `geo` answers to clients in no region.
 pub const REGION_UNMAPPED: &str = "unmapped";
@@ -80,6 +83,7 @@ pub struct Metrics {
     zone_transfers: IntCounterVec,
     notifies: IntCounterVec,
     quorum_views: IntGaugeVec,
+    quorum_view_writes: IntCounterVec,
     dns_cells: Box<[OnceLock<IntCounter>]>,
 }
 
@@ -227,6 +231,14 @@ impl Metrics {
             &["fresh"],
         )
         .unwrap();
+        let quorum_view_writes = IntCounterVec::new(
+            Opts::new(
+                QUORUM_VIEW_WRITES,
+                "With [quorum] hub: writes of this instance's view object on the hub, by result (ok; error: refused or unreachable, retried at the next renewal; too_large: the view exceeds a ConfigMap and is not written).",
+            ),
+            &["result"],
+        )
+        .unwrap();
         let tcp_refused = prometheus::IntCounter::new(
             TCP_REFUSED,
             "DNS TCP connections closed on accept because tcp_max_connections were open.",
@@ -295,6 +307,7 @@ impl Metrics {
             Box::new(zone_transfers.clone()),
             Box::new(notifies.clone()),
             Box::new(quorum_views.clone()),
+            Box::new(quorum_view_writes.clone()),
         ] {
             registry.register(c).unwrap();
         }
@@ -320,6 +333,7 @@ impl Metrics {
             zone_transfers,
             notifies,
             quorum_views,
+            quorum_view_writes,
             dns_cells: (0..DNS_CELLS).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -409,6 +423,19 @@ impl Metrics {
         self.quorum_views
             .with_label_values(&["false"])
             .set(n(stale));
+    }
+
+    /// Counts a write of this instance's view object on the hub (`result` one of
+    /// [`VIEW_WRITE_RESULTS`]).
+    pub fn count_view_write(&self, result: &str) {
+        self.quorum_view_writes.with_label_values(&[result]).inc();
+    }
+
+    /// Shows `gslb_quorum_view_writes_total` at 0 for every result (with `[quorum] hub`).
+    pub fn init_view_writes(&self) {
+        for r in VIEW_WRITE_RESULTS {
+            self.quorum_view_writes.with_label_values(&[r]).inc_by(0);
+        }
     }
 
     pub fn count_tcp_refused(&self) {

@@ -77,6 +77,8 @@ pub struct AdminState {
     pub reload: mpsc::Sender<crate::app::ReloadRequest>,
     /// This instance's name in its view (`[quorum] instance`, else the host name).
     pub instance: Arc<str>,
+    /// With `[quorum] hub`: how the writes and the watch of views are doing.
+    pub quorum_hub: Option<Arc<crate::quorum::hub::HubStatus>>,
 }
 
 /// The admin routes.
@@ -280,24 +282,11 @@ async fn view(
 ) -> Result<Json<crate::health::quorum::View>, (StatusCode, String)> {
     s.mutations.authorize_view(&headers)?;
     let health = s.health.borrow().clone();
-    let inventory = &health.inventory;
-    let endpoints = (inventory.endpoint_keys().into_iter())
-        .zip(&health.endpoints)
-        .map(
-            |((app, cluster, vip), h)| crate::health::quorum::ViewEndpoint {
-                app,
-                cluster: cluster.to_owned(),
-                vip,
-                state: h.own,
-            },
-        )
-        .collect();
-    Ok(Json(crate::health::quorum::View {
-        instance: s.instance.to_string(),
-        sequence: health.version,
-        at: std::time::SystemTime::now(),
-        endpoints,
-    }))
+    Ok(Json(crate::health::quorum::View::of(
+        &s.instance,
+        &health,
+        std::time::SystemTime::now(),
+    )))
 }
 
 async fn status(State(s): State<AdminState>) -> impl IntoResponse {
@@ -310,5 +299,8 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
         &s.dns_addrs,
     );
     report.sources = s.discovery.sources();
+    if let (Some(q), Some(hub)) = (report.quorum.as_mut(), &s.quorum_hub) {
+        q.hub = Some(hub.get());
+    }
     Json(report)
 }

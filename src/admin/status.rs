@@ -46,11 +46,19 @@ pub struct QuorumStatus {
     /// True while no peer's view is fresh: this instance decides from its own view alone.
     pub fallback: bool,
     pub peers: Vec<PeerStatus>,
+    /// With `[quorum] hub`: this instance's view object and the watch of the others'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<crate::quorum::hub::HubState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerStatus {
+    /// Where its view comes from: its admin API's base URL, or its view object's URL on
+    /// the hub.
     pub url: String,
+    /// How its view travels: `admin` (`[quorum] peers`) or `hub`.
+    #[serde(default = "via_admin")]
+    pub via: crate::health::quorum::Via,
     /// The instance name in its last view.
     pub instance: Option<String>,
     pub fresh: bool,
@@ -285,6 +293,7 @@ pub fn report(
                     .iter()
                     .map(|p| PeerStatus {
                         url: p.url.clone(),
+                        via: p.via,
                         instance: p.view.as_ref().map(|v| v.instance.clone()),
                         fresh: p.fresh,
                         is_self: p.is_self,
@@ -293,9 +302,14 @@ pub fn report(
                         error: p.error.clone(),
                     })
                     .collect(),
+                hub: None,
             }
         }),
     }
+}
+
+fn via_admin() -> crate::health::quorum::Via {
+    crate::health::quorum::Via::Admin
 }
 
 /// Renders a report as the table `gslb status` prints.
@@ -345,6 +359,25 @@ pub fn render(report: &StatusReport) -> String {
                 ""
             }
         );
+        if let Some(h) = &q.hub {
+            let _ = writeln!(
+                out,
+                "  views through the hub of source {} in namespace {}: this view as {}{}; watch {}",
+                h.source,
+                h.namespace,
+                h.object,
+                match (&h.write_error, h.last_write) {
+                    (Some(e), _) => format!(", NOT WRITTEN: {e}"),
+                    (None, Some(t)) => format!(", written {}", time(t)),
+                    (None, None) => ", not written yet".to_owned(),
+                },
+                match (&h.watch_error, h.watching) {
+                    (Some(e), _) => format!("DOWN: {e}"),
+                    (None, true) => "up".to_owned(),
+                    (None, false) => "starting".to_owned(),
+                },
+            );
+        }
         for p in &q.peers {
             let what = if p.is_self {
                 "this instance (ignored)".to_owned()

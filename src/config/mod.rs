@@ -50,11 +50,45 @@ pub struct Config {
 pub struct Quorum {
     /// As configured; `None`: the host name.
     pub instance: Option<String>,
-    /// Base URLs of the peers' admin APIs, without a trailing slash.
+    /// Base URLs of the peers' admin APIs, without a trailing slash; empty with `hub`.
     pub peers: Vec<String>,
+    /// Views travel through this hub's Kubernetes API instead of the peers' admin APIs.
+    pub hub: Option<QuorumHub>,
     pub token_file: Option<std::path::PathBuf>,
     pub rule: crate::model::QuorumRule,
     pub poll_interval: Duration,
+}
+
+/// `[quorum] hub`: views are ConfigMaps in `namespace` of the hub of `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumHub {
+    /// The `[[source]]` named by `hub` (kind clusternet or karmada): its kubeconfig and
+    /// context reach the hub.
+    pub source: Source,
+    pub namespace: String,
+}
+
+/// The name of the hub object that carries `instance`'s view: `gslb-view-<instance>`,
+/// which must be a Kubernetes object name (lowercase letters, digits, `-` and `.`, at most
+/// 253 characters, starting and ending with a letter or digit).
+///
+/// # Errors
+///
+/// When `instance` makes no valid object name, with the reason.
+pub fn view_object(instance: &str) -> Result<String, String> {
+    let name = format!("gslb-view-{instance}");
+    let ok = name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "`{instance}` makes no Kubernetes object name for its view (`{name}`): with `hub`, an instance name is lowercase letters, digits, `-` and `.`, ends with a letter or digit, and is at most 243 characters"
+        ))
+    }
 }
 
 /// A validated `[[source]]`.

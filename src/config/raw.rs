@@ -47,7 +47,11 @@ pub struct RawQuorum {
     /// This instance's name in its view; default: the host name.
     pub instance: Option<String>,
     /// The peers' admin API base URLs, e.g. `http://10.0.0.2:19153`.
-    pub peers: Vec<String>,
+    pub peers: Option<Vec<String>>,
+    /// A `[[source]]` (clusternet or karmada) whose hub API carries the views instead.
+    pub hub: Option<String>,
+    /// The hub namespace of the view objects.
+    pub namespace: Option<String>,
     /// File holding the bearer token sent to the peers' admin APIs.
     pub token_file: Option<String>,
     /// `"majority"` (default), a number of views, or a share such as `"60%"`.
@@ -55,16 +59,12 @@ pub struct RawQuorum {
     /// A view received longer ago than this is ignored.
     #[serde(default = "default_fresh_within")]
     pub fresh_within: String,
-    /// How often each peer's view is read.
-    #[serde(default = "default_poll_interval")]
-    pub poll_interval: String,
+    /// How often each peer's view is read (`peers` only).
+    pub poll_interval: Option<String>,
 }
 
 fn default_fresh_within() -> String {
     "3s".to_owned()
-}
-fn default_poll_interval() -> String {
-    "500ms".to_owned()
 }
 
 /// `[server.rate_limit]`.

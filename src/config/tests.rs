@@ -577,3 +577,106 @@ fn geo_mistakes_are_all_reported_with_their_keys() {
     assert!(p[0].message.contains("[[geo.region]]"));
     assert_eq!(p[0].line, Some(29));
 }
+
+/// `[[source]]`s `hub` (clusternet) and `members` (kubeconfig), then `[quorum]` with `keys`.
+fn with_hub_quorum(keys: &str) -> String {
+    format!(
+        "{CONTRACT}\n[[source]]\nname = \"hub\"\nkind = \"clusternet\"\n\n[[source]]\nname = \"members\"\nkind = \"kubeconfig\"\n\n[quorum]\n{keys}\n"
+    )
+}
+
+#[test]
+fn a_hub_quorum_names_a_hub_source_and_a_namespace() {
+    let c = parse(
+        &with_hub_quorum("hub = \"hub\"\ninstance = \"gslb-gz01\""),
+        "t",
+    )
+    .unwrap();
+    let q = c.quorum.unwrap();
+    assert!(q.peers.is_empty());
+    let hub = q.hub.unwrap();
+    assert_eq!(hub.source.name, "hub");
+    assert_eq!(hub.source.kind, super::SourceKind::Clusternet);
+    assert_eq!(hub.namespace, "gslb-quorum");
+    // Through the hub the number of instances is not known: any count is accepted.
+    let c = parse(
+        &with_hub_quorum("hub = \"hub\"\nnamespace = \"gslb-quorum\"\nrequired = 5"),
+        "t",
+    )
+    .unwrap();
+    let q = c.quorum.unwrap();
+    assert_eq!(q.hub.unwrap().namespace, "gslb-quorum");
+    assert_eq!(q.rule.required, crate::model::Required::AtLeast(5));
+    assert_eq!(
+        super::view_object("gslb-gz01").as_deref(),
+        Ok("gslb-view-gslb-gz01")
+    );
+}
+
+#[test]
+fn bad_hub_quorums_are_reported_with_their_keys() {
+    let first = |keys: &str| {
+        let p = problems(&with_hub_quorum(keys));
+        (p[0].key.clone(), p[0].message.clone(), p[0].line.is_some())
+    };
+    let (key, msg, line) = first("hub = \"nowhere\"");
+    assert_eq!(key, "quorum.hub");
+    assert!(
+        msg.contains("`nowhere`, which does not exist (sources: hub, members)"),
+        "{msg}"
+    );
+    assert!(line);
+    let (key, msg, _) = first("hub = \"members\"");
+    assert_eq!(key, "quorum.hub");
+    assert!(
+        msg.contains("of kind `kubeconfig`, which has no hub"),
+        "{msg}"
+    );
+    let (key, msg, _) = first("hub = \"hub\"\npeers = [\"http://a:1\"]");
+    assert_eq!(key, "quorum.hub");
+    assert!(
+        msg.contains("`peers` and `hub` exclude each other"),
+        "{msg}"
+    );
+    let (key, msg, _) = first("instance = \"a\"");
+    assert_eq!(key, "quorum");
+    assert!(msg.contains("needs `peers`"), "{msg}");
+    let (key, _, _) = first("hub = \"hub\"\nnamespace = \"Not_A_Namespace\"");
+    assert_eq!(key, "quorum.namespace");
+    let (key, msg, _) = first("hub = \"hub\"\ninstance = \"GSLB_1\"");
+    assert_eq!(key, "quorum.instance");
+    assert!(msg.contains("gslb-view-GSLB_1"), "{msg}");
+    let (key, _, _) = first("hub = \"hub\"\npoll_interval = \"1s\"");
+    assert_eq!(key, "quorum.poll_interval");
+    let (key, _, _) = first("peers = [\"http://a:1\"]\nnamespace = \"gslb\"");
+    assert_eq!(key, "quorum.namespace");
+    // No poll_interval with the hub: a short fresh_within is fine down to 150ms.
+    assert!(
+        parse(
+            &with_hub_quorum("hub = \"hub\"\nfresh_within = \"500ms\""),
+            "t"
+        )
+        .is_ok()
+    );
+    let (key, _, _) = first("hub = \"hub\"\nfresh_within = \"100ms\"");
+    assert_eq!(key, "quorum.fresh_within");
+    let (key, _, _) = first("hub = \"hub\"\nrequired = 0");
+    assert_eq!(key, "quorum.required");
+    // token_file is for the admin transport.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t");
+    std::fs::write(&token, "0123456789abcdef0123").unwrap();
+    let (key, _, _) = first(&format!(
+        "hub = \"hub\"\ntoken_file = \"{}\"",
+        token.display()
+    ));
+    assert_eq!(key, "quorum.token_file");
+    // Without any source.
+    let p = problems(&format!("{CONTRACT}\n[quorum]\nhub = \"hub\"\n"));
+    assert_eq!(p[0].key, "quorum.hub");
+    assert!(
+        p[0].message.contains("there is no [[source]]"),
+        "{}",
+        p[0].message
+    );
+}

@@ -12,7 +12,9 @@ use hickory_proto::rr::{Name, RData};
 use super::raw::{
     RawApp, RawCluster, RawDnssec, RawGeo, RawProbe, RawQuorum, RawRecord, RawServer, RawZone,
 };
-use super::{Config, KeyPath, PathProblem, Quorum, Sections, Server};
+use super::{
+    Config, KeyPath, PathProblem, Quorum, QuorumHub, Sections, Server, Source, SourceKind,
+};
 use crate::dnssec::{KeyRole, ZoneKey, ZoneSigner};
 use crate::model::{
     AdaptiveTtl, App, Cluster, Geo, GeoRegion, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule,
@@ -30,6 +32,10 @@ const MIN_SIGNATURE_VALIDITY: Duration = Duration::from_secs(3 * 86_400);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Shortest interval between two reads of a peer's view.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_POLL_INTERVAL: &str = "500ms";
+/// `[quorum] namespace` by default: a hub namespace of their own, so that the hub RBAC
+/// of views (deploy/*/hub-quorum-rbac.yaml) grants ConfigMaps there and nothing else.
+const DEFAULT_VIEW_NAMESPACE: &str = "gslb-quorum";
 /// Shortest recheck interval: a failing ingress is not hammered.
 const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -57,7 +63,7 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         "source",
     );
     let server = v.server(&sections.server.unwrap_or_default());
-    let quorum = sections.quorum.as_ref().map(|q| v.quorum(q));
+    let quorum = sections.quorum.as_ref().map(|q| v.quorum(q, &sources));
 
     let mut zones = Vec::new();
     for (i, zone) in sections.zones.iter().enumerate() {
@@ -293,7 +299,61 @@ impl Validator<'_> {
         })
     }
 
-    fn quorum(&mut self, raw: &RawQuorum) -> Option<Quorum> {
+    /// `hub` and `namespace` of `[quorum]`; `None` without `hub` or when they are wrong.
+    fn quorum_hub(&mut self, raw: &RawQuorum, sources: &[Option<Source>]) -> Option<QuorumHub> {
+        let at = KeyPath::key("quorum");
+        let Some(name) = &raw.hub else {
+            if raw.namespace.is_some() {
+                self.push(at.then("namespace"), "applies with `hub` only");
+            }
+            return None;
+        };
+        let namespace = raw
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VIEW_NAMESPACE.to_owned());
+        let label = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !namespace.starts_with('-')
+            && !namespace.ends_with('-');
+        if !label {
+            self.push(
+                at.then("namespace"),
+                format!("`{namespace}` is not a namespace name: 1 to 63 lowercase letters, digits or `-`, starting and ending with a letter or digit"),
+            );
+        }
+        let source = sources.iter().flatten().find(|s| &s.name == name);
+        match source {
+            None => {
+                let known: Vec<&str> = sources.iter().flatten().map(|s| s.name.as_str()).collect();
+                self.push(
+                    at.then("hub"),
+                    if known.is_empty() {
+                        format!("names the [[source]] `{name}`, but there is no [[source]]: add one of kind `clusternet` or `karmada` for the hub")
+                    } else {
+                        format!("names the [[source]] `{name}`, which does not exist (sources: {})", known.join(", "))
+                    },
+                );
+                None
+            }
+            Some(s) if s.kind == SourceKind::Kubeconfig => {
+                self.push(
+                    at.then("hub"),
+                    format!("the [[source]] `{name}` is of kind `kubeconfig`, which has no hub: name a `clusternet` or `karmada` source"),
+                );
+                None
+            }
+            Some(s) => label.then(|| QuorumHub {
+                source: s.clone(),
+                namespace,
+            }),
+        }
+    }
+
+    fn quorum(&mut self, raw: &RawQuorum, sources: &[Option<Source>]) -> Option<Quorum> {
         let at = KeyPath::key("quorum");
         if let Some(name) = &raw.instance {
             let ok = !name.is_empty()
@@ -306,11 +366,15 @@ impl Validator<'_> {
                     at.then("instance"),
                     format!("`{name}` must be 1 to 253 letters, digits, `-`, `.` or `_`"),
                 );
+            } else if raw.hub.is_some() {
+                if let Err(e) = super::view_object(name) {
+                    self.push(at.then("instance"), e);
+                }
             }
         }
         let mut peers = Vec::new();
         let mut seen = HashSet::new();
-        for (i, p) in raw.peers.iter().enumerate() {
+        for (i, p) in raw.peers.iter().flatten().enumerate() {
             let base = p.trim_end_matches('/');
             match reqwest::Url::parse(base) {
                 Ok(u)
@@ -333,11 +397,35 @@ impl Validator<'_> {
                 ),
             }
         }
-        if raw.peers.is_empty() {
-            self.push(
+        let hub = self.quorum_hub(raw, sources);
+        match (&raw.peers, &raw.hub) {
+            (Some(_), Some(_)) => self.push(
+                at.then("hub"),
+                "`peers` and `hub` exclude each other: views travel either through the peers' admin APIs or through the hub",
+            ),
+            (Some(p), None) if p.is_empty() => self.push(
                 at.then("peers"),
                 "needs at least one peer: alone, an instance decides from its own view (leave out [quorum])",
-            );
+            ),
+            (None, None) => self.push(
+                at.clone(),
+                "needs `peers` (the peers' admin APIs) or `hub` (a [[source]] whose hub API carries the views)",
+            ),
+            _ => {}
+        }
+        if raw.hub.is_some() {
+            if raw.token_file.is_some() {
+                self.push(
+                    at.then("token_file"),
+                    "applies to `peers` only: through the hub, views are read and written with the source's kubeconfig",
+                );
+            }
+            if raw.poll_interval.is_some() {
+                self.push(
+                    at.then("poll_interval"),
+                    "applies to `peers` only: through the hub, views are watched, and each instance renews its own every third of `fresh_within`",
+                );
+            }
         }
         let token_file = raw.token_file.as_ref().map(std::path::PathBuf::from);
         if let Some(path) = &token_file {
@@ -359,12 +447,24 @@ impl Validator<'_> {
         let required = match &raw.required {
             None => Some(Required::Majority),
             Some(value) => {
-                let r = required(value, raw.peers.len() + 1);
+                // Through the hub, the number of instances is only known at run time.
+                let instances = match &raw.hub {
+                    Some(_) => None,
+                    None => Some(raw.peers.as_ref().map_or(0, Vec::len) + 1),
+                };
+                let r = required(value, instances);
                 self.parse(at.then("required"), r)
             }
         };
         let fresh_within = self.parse(at.then("fresh_within"), duration(&raw.fresh_within));
-        let poll_interval = self.parse(at.then("poll_interval"), duration(&raw.poll_interval));
+        let poll_interval = self.parse(
+            at.then("poll_interval"),
+            duration(
+                raw.poll_interval
+                    .as_deref()
+                    .unwrap_or(DEFAULT_POLL_INTERVAL),
+            ),
+        );
         if poll_interval.is_some_and(|p| p < MIN_POLL_INTERVAL) {
             self.push(
                 at.then("poll_interval"),
@@ -374,7 +474,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let (Some(f), Some(p)) = (fresh_within, poll_interval) {
+        if let (Some(f), Some(p), None) = (fresh_within, poll_interval, &raw.hub) {
             if f < p * 2 {
                 self.push(
                     at.then("fresh_within"),
@@ -386,9 +486,24 @@ impl Validator<'_> {
                 );
             }
         }
+        if let (Some(f), Some(_)) = (fresh_within, &raw.hub) {
+            if f < MIN_POLL_INTERVAL * 3 {
+                self.push(
+                    at.then("fresh_within"),
+                    format!(
+                        "must be at least {} with `hub` (each instance renews its view every third of it)",
+                        humantime::format_duration(MIN_POLL_INTERVAL * 3)
+                    ),
+                );
+            }
+        }
         Some(Quorum {
             instance: raw.instance.clone(),
             peers,
+            hub: match &raw.hub {
+                Some(_) => Some(hub?),
+                None => None,
+            },
             token_file,
             rule: QuorumRule {
                 required: required?,
@@ -1032,17 +1147,21 @@ fn tsig_secret(path: &str) -> Result<Vec<u8>, String> {
     Ok(secret)
 }
 
-/// `required` of `[quorum]`: `"majority"`, a number of views from 1 to `instances`, or
-/// a percentage from 1% to 100%.
-fn required(value: &toml::Value, instances: usize) -> Result<Required, String> {
-    let wrong = || {
-        format!(
+/// `required` of `[quorum]`: `"majority"`, a number of views from 1 to `instances` (when
+/// known), or a percentage from 1% to 100%.
+fn required(value: &toml::Value, instances: Option<usize>) -> Result<Required, String> {
+    let wrong = || match instances {
+        Some(instances) => format!(
             "must be \"majority\", a number of views from 1 to {instances} (the peers and this instance), or a share such as \"60%\""
-        )
+        ),
+        None => "must be \"majority\", a number of views of at least 1, or a share such as \"60%\""
+            .to_owned(),
     };
     match value {
         toml::Value::Integer(n) => match u32::try_from(*n) {
-            Ok(n) if n >= 1 && (n as usize) <= instances => Ok(Required::AtLeast(n)),
+            Ok(n) if n >= 1 && instances.is_none_or(|i| (n as usize) <= i) => {
+                Ok(Required::AtLeast(n))
+            }
             _ => Err(wrong()),
         },
         toml::Value::String(s) if s == "majority" => Ok(Required::Majority),

@@ -22,7 +22,7 @@
 
 pub mod merge;
 mod objects;
-mod sources;
+pub(crate) mod sources;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -56,6 +56,19 @@ fn core_resource(kind: &str) -> Option<ApiResource> {
 }
 
 async fn client(source: &Source, context: Option<&str>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(source, context).await?)?)
+}
+
+/// The kube client config of `source` at `context` (its kubeconfig, else the default
+/// one, else in-cluster), with the client's own retries off.
+///
+/// # Errors
+///
+/// When the kubeconfig cannot be read or names no such context.
+pub(crate) async fn kube_config(
+    source: &Source,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Config> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
@@ -70,7 +83,7 @@ async fn client(source: &Source, context: Option<&str>) -> anyhow::Result<kube::
     // The client's own retry of 503/429/504 can hide an outage for minutes; the watcher
     // already backs off and retries, and we want to see (and report) the outage.
     config.default_retry = false;
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// The member contexts of a `kubeconfig` source.

@@ -76,7 +76,7 @@ impl HealthBook {
     /// returns the targets that moved.
     pub fn peer_view(
         &mut self,
-        index: usize,
+        from: &super::quorum::PeerRef,
         result: Result<View, String>,
         received: SystemTime,
         now: SystemTime,
@@ -84,7 +84,7 @@ impl HealthBook {
         let Some(peers) = self.snapshot.quorum.as_mut() else {
             return Vec::new();
         };
-        let changed = peers.receive(index, result, &self.inventory, received, now);
+        let changed = peers.receive(from, result, &self.inventory, received, now);
         self.decide_again(changed, now)
     }
 

@@ -192,10 +192,10 @@ pub enum HealthInput {
         app: Option<String>,
         reply: oneshot::Sender<Result<Vec<Override>, OverrideError>>,
     },
-    /// The outcome of a read of a peer's view (`[quorum]`), `peer` indexing its
-    /// `peers`, received `at`.
+    /// The outcome of a read of a peer's view (`[quorum]`), `peer` naming where it came
+    /// from, received `at`.
     PeerView {
-        peer: usize,
+        peer: quorum::PeerRef,
         view: Result<quorum::View, String>,
         at: SystemTime,
     },
@@ -319,7 +319,7 @@ pub async fn run(
                     }
                 }
                 HealthInput::PeerView { peer, view, at } => {
-                    let transitions = book.peer_view(peer, view, at, SystemTime::now());
+                    let transitions = book.peer_view(&peer, view, at, SystemTime::now());
                     log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
                 }
                 HealthInput::ClearOverride {

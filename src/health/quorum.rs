@@ -58,11 +58,59 @@ pub struct Votes {
     pub needed: u32,
 }
 
+impl View {
+    /// `instance`'s view in `snapshot`: each endpoint's `own` state by names and VIP.
+    pub fn of(instance: &str, snapshot: &super::HealthSnapshot, at: SystemTime) -> Self {
+        let endpoints = (snapshot.inventory.endpoint_keys().into_iter())
+            .zip(&snapshot.endpoints)
+            .map(|((app, cluster, vip), h)| ViewEndpoint {
+                app,
+                cluster: cluster.to_owned(),
+                vip,
+                state: h.own,
+            })
+            .collect();
+        Self {
+            instance: instance.to_owned(),
+            sequence: snapshot.version,
+            at,
+            endpoints,
+        }
+    }
+
+    /// The same endpoints in the same states as `other` (sequence and time aside).
+    pub fn same_states(&self, other: &View) -> bool {
+        self.instance == other.instance && self.endpoints == other.endpoints
+    }
+}
+
+/// How views travel between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Read from the peer's admin API (`[quorum] peers`).
+    Admin,
+    /// Watched on the hub's Kubernetes API, one object per instance (`[quorum] hub`).
+    Hub,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Admin => "admin",
+            Via::Hub => "hub",
+        }
+    }
+}
+
 /// What is known of one peer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Peer {
-    /// Base URL of its admin API, as configured.
+    /// Where its view comes from: the base URL of its admin API, as configured, or the
+    /// URL of its view object on the hub.
     pub url: String,
+    /// How its view travels.
+    pub via: Via,
     /// Its last view, if one was ever read.
     pub view: Option<Arc<View>>,
     /// When we last received a view from it (our clock).
@@ -86,22 +134,13 @@ pub struct Peers {
 }
 
 impl Peers {
+    /// The peers at `urls` (their admin APIs); through the hub, `urls` is empty and
+    /// peers join as their views are first received.
     pub fn new(instance: String, rule: QuorumRule, urls: &[String]) -> Self {
         Self {
             instance,
             rule,
-            peers: urls
-                .iter()
-                .map(|url| Peer {
-                    url: url.clone(),
-                    view: None,
-                    received: None,
-                    error: None,
-                    fresh: false,
-                    is_self: false,
-                    states: Arc::default(),
-                })
-                .collect(),
+            peers: urls.iter().map(|url| Peer::new(url, Via::Admin)).collect(),
         }
     }
 
@@ -121,18 +160,26 @@ impl Peers {
     /// `now` (later, when health was busy: freshness is judged at `now`, so a late view
     /// is not taken for fresher than it is). Returns the endpoints whose peer state
     /// changed (all of them when which views are fresh did).
+    ///
+    /// `from` names the peer by where its view came from; one not known yet joins (a
+    /// hub object seen for the first time).
     pub fn receive(
         &mut self,
-        index: usize,
+        from: &PeerRef,
         result: Result<View, String>,
         inventory: &Inventory,
         received: SystemTime,
         now: SystemTime,
     ) -> Changed {
         let instance = self.instance.clone();
-        let Some(peer) = self.peers.get_mut(index) else {
-            return Changed::Some(Vec::new());
+        let index = match self.peers.iter().position(|p| *p.url == *from.url) {
+            Some(i) => i,
+            None => {
+                self.peers.push(Peer::new(&from.url, from.via));
+                self.peers.len() - 1
+            }
         };
+        let peer = &mut self.peers[index];
         match result {
             Ok(view) => {
                 peer.error = None;
@@ -221,6 +268,28 @@ impl Peers {
     }
 }
 
+impl Peer {
+    fn new(url: &str, via: Via) -> Self {
+        Self {
+            url: url.to_owned(),
+            via,
+            view: None,
+            received: None,
+            error: None,
+            fresh: false,
+            is_self: false,
+            states: Arc::default(),
+        }
+    }
+}
+
+/// Names a peer in [`Peers::receive`]: where its view came from, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRef {
+    pub url: Arc<str>,
+    pub via: Via,
+}
+
 /// Which endpoints need a new decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
@@ -289,6 +358,14 @@ fn map_states(view: &View, inventory: &Inventory) -> Vec<Option<State>> {
 mod tests {
     use super::*;
     use State::{Down, Unknown, Up};
+
+    /// The admin peer `http://p{i+1}`.
+    fn peer(i: usize) -> PeerRef {
+        PeerRef {
+            url: format!("http://p{}", i + 1).into(),
+            via: Via::Admin,
+        }
+    }
 
     fn decide(required: Required, views: &[State]) -> State {
         combine(required, views.iter().map(|s| Some(*s))).0
@@ -417,10 +494,16 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(peers.counts(), (1, 2));
         // Both peers see `a` up: our down is outvoted.
         assert_eq!(
-            peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0, t0),
+            peers.receive(&peer(0), Ok(view("p1", Up, Up)), &inv, t0, t0),
             Changed::All
         );
-        peers.receive(1, Ok(view("p2", Up, Down)), &inv, t0 + s(2), t0 + s(2));
+        peers.receive(
+            &peer(1),
+            Ok(view("p2", Up, Down)),
+            &inv,
+            t0 + s(2),
+            t0 + s(2),
+        );
         assert_eq!(peers.counts(), (3, 0));
         let (state, votes) = peers.decide(0, Down);
         assert_eq!(state, Up);
@@ -445,7 +528,7 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(peers.decide(0, Down), (Down, None));
         // A failed read keeps the last view (stale by now) and says why.
         peers.receive(
-            0,
+            &peer(0),
             Err("connection refused".into()),
             &inv,
             t0 + s(9),
@@ -454,7 +537,7 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(peers.peers[0].error.as_deref(), Some("connection refused"));
         assert!(peers.fallback());
         // A peer answering with our own name is ourselves: never counted.
-        peers.receive(1, Ok(view("me", Up, Up)), &inv, t0 + s(9), t0 + s(9));
+        peers.receive(&peer(1), Ok(view("me", Up, Up)), &inv, t0 + s(9), t0 + s(9));
         assert!(peers.peers[1].is_self);
         assert_eq!(peers.counts(), (1, 1));
         assert_eq!(peers.decide(0, Down), (Down, None));
@@ -471,7 +554,7 @@ probe = { kind = "tcp", port = 80 }
         let t0 = SystemTime::UNIX_EPOCH;
         let s = std::time::Duration::from_secs;
         // Received at t0 but only applied 6 s later: already stale.
-        peers.receive(0, Ok(view("p1", Down, Down)), &inv, t0, t0 + s(6));
+        peers.receive(&peer(0), Ok(view("p1", Down, Down)), &inv, t0, t0 + s(6));
         assert!(peers.fallback());
         assert_eq!(peers.decide(0, Up), (Up, None));
     }
@@ -485,10 +568,47 @@ probe = { kind = "tcp", port = 80 }
         };
         let mut peers = Peers::new("me".into(), rule, &["http://p1".to_owned()]);
         let t0 = SystemTime::UNIX_EPOCH;
-        peers.receive(0, Ok(view("p1", Up, Up)), &inv, t0, t0);
+        peers.receive(&peer(0), Ok(view("p1", Up, Up)), &inv, t0, t0);
         assert_eq!(
-            peers.receive(0, Ok(view("p1", Up, Down)), &inv, t0, t0),
+            peers.receive(&peer(0), Ok(view("p1", Up, Down)), &inv, t0, t0),
             Changed::Some(vec![1])
         );
+    }
+
+    #[test]
+    fn hub_peers_join_when_their_first_view_arrives_and_age_out_like_the_others() {
+        let inv = inventory();
+        let rule = QuorumRule {
+            required: Required::Majority,
+            fresh_within: std::time::Duration::from_secs(3),
+        };
+        let mut peers = Peers::new("me".into(), rule, &[]);
+        let s = std::time::Duration::from_secs;
+        let t0 = SystemTime::UNIX_EPOCH;
+        assert_eq!(peers.counts(), (1, 0));
+        let object = |name: &str| PeerRef {
+            url: format!("https://hub:6443/api/v1/namespaces/gslb/configmaps/gslb-view-{name}")
+                .into(),
+            via: Via::Hub,
+        };
+        peers.receive(&object("p1"), Ok(view("p1", Up, Up)), &inv, t0, t0);
+        peers.receive(&object("p2"), Ok(view("p2", Up, Down)), &inv, t0, t0);
+        // The same object again is the same peer.
+        peers.receive(
+            &object("p1"),
+            Ok(view("p1", Up, Up)),
+            &inv,
+            t0 + s(1),
+            t0 + s(1),
+        );
+        assert_eq!(peers.peers.len(), 2);
+        assert!(peers.peers.iter().all(|p| p.via == Via::Hub));
+        assert_eq!(peers.counts(), (3, 0));
+        assert_eq!(peers.decide(0, Down).0, Up);
+        // p2's object is no longer renewed: stale after fresh_within, then p1's too.
+        peers.refresh(t0 + s(4));
+        assert_eq!(peers.counts(), (2, 1));
+        peers.refresh(t0 + s(5));
+        assert!(peers.fallback());
     }
 }

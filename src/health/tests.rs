@@ -381,6 +381,14 @@ async fn an_override_is_acknowledged_only_once_persisted() {
 }
 
 /// A view of `gz-01`'s first VIP (endpoint 0) from instance `name`, saying `state`.
+/// The admin peer `http://p{i+1}`.
+fn admin_peer(i: usize) -> quorum::PeerRef {
+    quorum::PeerRef {
+        url: format!("http://p{}", i + 1).into(),
+        via: quorum::Via::Admin,
+    }
+}
+
 fn peer_view(name: &str, state: State) -> quorum::View {
     quorum::View {
         instance: name.to_owned(),
@@ -409,10 +417,10 @@ fn a_quorum_combines_post_hysteresis_views_and_says_so() {
     book.observe(report(1, false));
     book.observe(report(0, true));
     assert!(
-        book.peer_view(0, Ok(peer_view("p1", State::Up)), now, now)
+        book.peer_view(&admin_peer(0), Ok(peer_view("p1", State::Up)), now, now)
             .is_empty()
     );
-    book.peer_view(1, Ok(peer_view("p2", State::Up)), now, now);
+    book.peer_view(&admin_peer(1), Ok(peer_view("p2", State::Up)), now, now);
     // Our probes fail past `fall`: our view says down, the quorum (2 of 3 up) says up.
     book.observe(report(0, false));
     assert_eq!(book.observe(report(0, false)), None);
@@ -426,7 +434,7 @@ fn a_quorum_combines_post_hysteresis_views_and_says_so() {
     assert_eq!(book.snapshot().targets[0].probed, State::Up);
     // One peer's view, after its own rise/fall, says down: a majority, and the cause says
     // it was the quorum.
-    let t = book.peer_view(0, Ok(peer_view("p1", State::Down)), now, now);
+    let t = book.peer_view(&admin_peer(0), Ok(peer_view("p1", State::Down)), now, now);
     assert_eq!(t.len(), 1);
     assert_eq!((t[0].to, t[0].cause.clone()), (State::Down, Cause::Quorum));
     // Our own probe passes once: our view keeps its hysteresis (rise 2), nothing moves.

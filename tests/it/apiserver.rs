@@ -4,9 +4,17 @@
 //! the package registries we reach). This one serves what kube-runtime's watcher uses:
 //! list (`GET <collection>` → `{"items": [...], "metadata": {"resourceVersion"}}`) and
 //! watch (`?watch=true&resourceVersion=N` → a stream of `{"type", "object"}` lines), with
-//! namespaces and `metadata.name=` field selectors. Tests change objects while watches are
-//! open, make the API go down, and expire watches with `410 Gone` to force a relist. The
-//! objects are shaped after the engines' published CRD schemas (`../shared/crds`).
+//! namespaces, `metadata.name=` field selectors and equality label selectors. Tests change
+//! objects while watches are open, make the API go down, and expire watches with `410
+//! Gone` to force a relist. The objects are shaped after the engines' published CRD
+//! schemas (`../shared/crds`).
+//!
+//! One write path, as kube-rs sends it for quorum views: server-side apply (`PATCH
+//! .../namespaces/NS/configmaps/NAME?fieldManager=M&force=true`, content type
+//! `application/apply-patch+yaml`), which creates or replaces the object whole (each view
+//! object has a single manager, so field ownership is not merged) and stamps what a real
+//! API server stamps: `uid`, `creationTimestamp`, `resourceVersion`, and `managedFields`
+//! naming the manager. Every write is recorded for tests to inspect.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +40,20 @@ struct Inner {
     gone: bool,
     /// Every distinct `Authorization` header seen.
     authorizations: std::collections::BTreeSet<String>,
+    /// Every write request, in order.
+    writes: Vec<Write>,
+}
+
+/// A write request as received.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub method: String,
+    pub path: String,
+    /// The decoded query parameters.
+    pub query: BTreeMap<String, String>,
+    pub content_type: String,
+    /// The status the stand-in answered.
+    pub status: u16,
 }
 
 #[derive(Clone)]
@@ -80,6 +102,17 @@ impl FakeApi {
         inner.history.push((rv, collection.to_owned(), line));
         drop(inner);
         let _ = self.changes.send(());
+    }
+
+    /// The objects of a collection such as `api/v1/configmaps`, by "ns/name".
+    pub fn objects(&self, collection: &str) -> BTreeMap<String, Value> {
+        let inner = self.inner.lock().unwrap();
+        inner.objects.get(collection).cloned().unwrap_or_default()
+    }
+
+    /// Every write request received so far.
+    pub fn writes(&self) -> Vec<Write> {
+        self.inner.lock().unwrap().writes.clone()
     }
 
     /// The API answers 503 to everything and open watches end, or it comes back.
@@ -139,6 +172,24 @@ impl FakeApi {
     }
 }
 
+/// `(collection, namespace, name)` of a request path for one namespaced object.
+fn parse_object_path(path: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, rest) = match *parts.first()? {
+        "api" => (parts.get(..2)?.join("/"), &parts[2..]),
+        "apis" => (parts.get(..3)?.join("/"), &parts[3..]),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, plural, name] => Some((
+            format!("{prefix}/{plural}"),
+            (*ns).to_owned(),
+            (*name).to_owned(),
+        )),
+        _ => None,
+    }
+}
+
 /// `(collection, namespace filter)` of a request path.
 fn parse_path(path: &str) -> Option<(String, Option<String>)> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -154,12 +205,18 @@ fn parse_path(path: &str) -> Option<(String, Option<String>)> {
     }
 }
 
-fn matches(object: &Value, ns: &Option<String>, name: &Option<String>) -> bool {
+/// The object is in the namespace, has the name, and every label of the selector
+/// (`k=v,k2=v2`; equality is all gslb sends).
+fn matches(object: &Value, ns: &Option<String>, name: &Option<String>, labels: &str) -> bool {
     ns.as_ref()
         .is_none_or(|n| object["metadata"]["namespace"] == n.as_str())
         && name
             .as_ref()
             .is_none_or(|n| object["metadata"]["name"] == n.as_str())
+        && labels.split(',').filter(|t| !t.is_empty()).all(|term| {
+            let (k, v) = term.split_once('=').unwrap_or((term, ""));
+            object["metadata"]["labels"][k] == v.trim_start_matches('=')
+        })
 }
 
 async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
@@ -170,6 +227,9 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
     {
         let mut inner = api.inner.lock().unwrap();
         inner.authorizations.insert(auth.to_owned());
+    }
+    if req.method() == axum::http::Method::PATCH && !req.uri().path().ends_with("/scale") {
+        return apply(&api, req).await;
     }
     if req.uri().path().ends_with("/scale") {
         return scale(&api, req)
@@ -216,6 +276,131 @@ async fn scale(api: &FakeApi, req: Request) -> Option<Response> {
     )
 }
 
+/// Server-side apply of a whole object: creates it or replaces it, keeping its `uid` and
+/// `creationTimestamp`, and answers the object as stored.
+async fn apply(api: &FakeApi, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let query = url_decode(req.uri().query().unwrap_or(""));
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = axum::body::to_bytes(req.into_body(), 3 << 20).await;
+    let status = |code: StatusCode, reason: &str, message: String| {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code.as_u16()});
+        (code, axum::Json(body)).into_response()
+    };
+    let response = (|| {
+        if api.inner.lock().unwrap().down {
+            return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+        }
+        let Some((collection, ns, name)) = parse_object_path(&path) else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no such path {path}"),
+            );
+        };
+        if content_type != "application/apply-patch+yaml" {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!("the stand-in only takes server-side apply, not {content_type}"),
+            );
+        }
+        let Some(manager) = query.get("fieldManager").cloned() else {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "PATCH, application/apply-patch+yaml: fieldManager is required".into(),
+            );
+        };
+        let Ok(Ok(mut object)) = body.map(|b| serde_json::from_slice::<Value>(&b)) else {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "not an object".into(),
+            );
+        };
+        if object["metadata"]["name"] != name.as_str()
+            || object["metadata"]["namespace"] != ns.as_str()
+        {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the name and namespace of the body must match the path".into(),
+            );
+        }
+        // A ConfigMap's data may not exceed 1 MiB (keys and values together).
+        let size: usize = object["data"]
+            .as_object()
+            .map(|d| {
+                d.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if size > 1024 * 1024 {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!(
+                    "ConfigMap \"{name}\" is invalid: []: Too long: must have at most 1048576 bytes"
+                ),
+            );
+        }
+        let key = format!("{ns}/{name}");
+        let old = api
+            .inner
+            .lock()
+            .unwrap()
+            .objects
+            .get(&collection)
+            .and_then(|m| m.get(&key))
+            .cloned();
+        let now = "2026-11-30T00:00:00Z";
+        let meta = &mut object["metadata"];
+        meta["uid"] = old.as_ref().map_or_else(
+            || {
+                json!(format!(
+                    "00000000-0000-4000-8000-{:012x}",
+                    name.len() * 7919 + ns.len()
+                ))
+            },
+            |o| o["metadata"]["uid"].clone(),
+        );
+        meta["creationTimestamp"] = old.as_ref().map_or_else(
+            || json!(now),
+            |o| o["metadata"]["creationTimestamp"].clone(),
+        );
+        meta["managedFields"] = json!([{"manager": manager, "operation": "Apply", "apiVersion": "v1",
+            "time": now, "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:view.json": {}}, "f:metadata": {"f:labels": {}}}}]);
+        api.put(&collection, object);
+        let stored = api.objects(&collection).get(&key).cloned().unwrap();
+        (
+            if old.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            axum::Json(stored),
+        )
+            .into_response()
+    })();
+    api.inner.lock().unwrap().writes.push(Write {
+        method: "PATCH".into(),
+        path,
+        query,
+        content_type,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
 async fn handle_plain(api: FakeApi, req: Request) -> Response {
     let query: BTreeMap<String, String> = url_decode(req.uri().query().unwrap_or(""));
     if req.uri().path() == "/version" {
@@ -231,6 +416,7 @@ async fn handle_plain(api: FakeApi, req: Request) -> Response {
         .get("fieldSelector")
         .and_then(|f| f.strip_prefix("metadata.name="))
         .map(str::to_owned);
+    let labels = query.get("labelSelector").cloned().unwrap_or_default();
     let mut inner = api.inner.lock().unwrap();
     if inner.down {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
@@ -242,7 +428,7 @@ async fn handle_plain(api: FakeApi, req: Request) -> Response {
             .get(&collection)
             .into_iter()
             .flat_map(|m| m.values())
-            .filter(|o| matches(o, &ns, &name))
+            .filter(|o| matches(o, &ns, &name, &labels))
             .cloned()
             .collect();
         let body = json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items});
@@ -269,7 +455,7 @@ async fn handle_plain(api: FakeApi, req: Request) -> Response {
                 .history
                 .iter()
                 .filter(|(rv, c, l)| {
-                    *rv > sent && *c == collection && matches(&l["object"], &ns, &name)
+                    *rv > sent && *c == collection && matches(&l["object"], &ns, &name, &labels)
                 })
                 .map(|(rv, _, l)| (*rv, format!("{l}\n")))
                 .collect();

@@ -19,6 +19,7 @@ mod harness;
 mod hostile;
 mod operations;
 mod quorum;
+mod quorum_hub;
 mod resolver;
 mod security;
 mod tls;

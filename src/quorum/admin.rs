@@ -1,4 +1,5 @@
-//! The transport of multi-vantage quorum: one task per peer that reads the peer's view
+//! The admin-API transport of multi-vantage quorum (`[quorum] peers`): one task per peer
+//! that reads the peer's view
 //! from its admin API (`GET /api/v1/view`, with the `[quorum] token_file` token) every
 //! `poll_interval`, and hands each outcome to health as [`HealthInput::PeerView`].
 //!
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Token;
 use crate::config::Quorum;
 use crate::health::HealthInput;
-use crate::health::quorum::View;
+use crate::health::quorum::{PeerRef, Via, View};
 
 /// Largest view body read from a peer.
 const MAX_VIEW: usize = 16 * 1024 * 1024;
@@ -45,9 +46,12 @@ pub fn spawn(
         .user_agent(concat!("gslb-quorum/", env!("CARGO_PKG_VERSION")))
         .build()?;
     let token = token.map(Arc::new);
-    for (index, base) in quorum.peers.iter().enumerate() {
+    for base in &quorum.peers {
         tasks.spawn(poll_peer(
-            index,
+            PeerRef {
+                url: base.as_str().into(),
+                via: Via::Admin,
+            },
             format!("{base}/api/v1/view"),
             client.clone(),
             token.clone(),
@@ -61,7 +65,7 @@ pub fn spawn(
 
 /// Reads one peer's view every `interval` until cancelled or health stops.
 async fn poll_peer(
-    index: usize,
+    peer: PeerRef,
     url: String,
     client: reqwest::Client,
     token: Option<Arc<Token>>,
@@ -90,7 +94,7 @@ async fn poll_peer(
         }
         last_error = view.as_ref().err().cloned();
         let input = HealthInput::PeerView {
-            peer: index,
+            peer: peer.clone(),
             view,
             at: SystemTime::now(),
         };

@@ -41,6 +41,7 @@ pub mod discovery;
 pub mod dns;
 pub mod dnssec;
 pub mod drill;
+pub mod geodb;
 pub mod health;
 pub mod metrics;
 pub mod model;

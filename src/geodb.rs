@@ -18,8 +18,6 @@ use std::sync::Arc;
 use maxminddb::Reader;
 use serde::Deserialize;
 
-use crate::model::mask;
-
 /// An ISO code of two ASCII capital letters: a country (`CN`) or a continent (`AS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Code([u8; 2]);
@@ -208,11 +206,8 @@ impl GeoDatabase {
         };
         let network = match result.network() {
             Ok(net) => match (addr, net.ip()) {
-                (IpAddr::V4(_), IpAddr::V6(_)) => {
-                    // The leaf is above the IPv4 subtree (`::/96`): it holds all of IPv4.
-                    let len = net.prefix().saturating_sub(96);
-                    (mask(addr, len), len)
-                }
+                // The leaf is above the IPv4 subtree (`::/96`): it holds all of IPv4.
+                (IpAddr::V4(_), IpAddr::V6(_)) => (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
                 (_, ip) => (ip, net.prefix()),
             },
             Err(_) => whole,

@@ -5,9 +5,7 @@ use std::net::IpAddr;
 
 use super::*;
 
-#[path = "../tests/support/mmdb_writer.rs"]
-mod mmdb_writer;
-use mmdb_writer::{IpVersion, Value, Writer};
+use crate::mmdb_writer::{IpVersion, Value, Writer};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()

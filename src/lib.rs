@@ -50,3 +50,8 @@ pub mod quorum;
 pub mod redact;
 pub mod rfc3339;
 pub mod state;
+
+/// Test databases for `[geo] database`, shared with the integration tests and the bench.
+#[cfg(test)]
+#[path = "../tests/support/mmdb_writer.rs"]
+pub(crate) mod mmdb_writer;

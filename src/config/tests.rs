@@ -578,12 +578,9 @@ fn geo_mistakes_are_all_reported_with_their_keys() {
     assert_eq!(p[0].line, Some(29));
 }
 
-#[path = "../../tests/support/mmdb_writer.rs"]
-mod mmdb_writer;
-
 #[test]
 fn the_geo_database_and_codes_read_into_regions() {
-    use mmdb_writer::{IpVersion, Value, Writer};
+    use crate::mmdb_writer::{IpVersion, Value, Writer};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("GeoLite2-Country.mmdb");
     Writer::new("GeoLite2-Country", IpVersion::V6)
@@ -609,7 +606,7 @@ fn the_geo_database_and_codes_read_into_regions() {
 
 #[test]
 fn geo_database_mistakes_are_reported_with_their_keys() {
-    use mmdb_writer::{IpVersion, Value, Writer};
+    use crate::mmdb_writer::{IpVersion, Value, Writer};
     let dir = tempfile::tempdir().unwrap();
     let region = "[[geo.region]]\nname = \"asia\"\ncountries = [\"CN\"]\n";
     let check = |database: &str, words: &str| {

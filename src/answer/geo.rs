@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::geodb::{Code, GeoDatabase, Place};
+use crate::geodb::{Code, DbMatch, GeoDatabase, Place};
 use crate::model::{Geo, mask};
 
 /// Who asked, as far as a query tells.
@@ -62,11 +62,12 @@ pub struct Located {
     /// An index into `Geo::regions`; `None` for clients in no region.
     pub region: Option<usize>,
     pub rule: Rule,
-    /// The subnet that matched, for [`Rule::Subnet`]; the database network that was
-    /// looked up, whenever the database was (whether or not it placed the client).
+    /// What placed the client: the subnet for [`Rule::Subnet`], the database network for
+    /// [`Rule::Country`] and [`Rule::Continent`].
     pub matched: Option<(IpAddr, u8)>,
-    /// Where the database puts the client, when it was looked up and has a record.
-    pub place: Option<Place>,
+    /// What the database said, whenever it was looked up (no subnet matched), whether or
+    /// not that placed the client in a region.
+    pub database: Option<DbMatch>,
     /// The ECS SCOPE PREFIX-LENGTH of an answer that depends on the region.
     pub scope: u8,
     /// The address and prefix length actually looked up (after the ECS cap).
@@ -246,27 +247,27 @@ impl GeoIndex {
                 region: Some(region),
                 rule: Rule::Subnet,
                 matched: Some((mask(addr, len), len)),
-                place: None,
+                database: None,
                 scope: scope_of(scope),
                 believed: (addr, known),
             };
         }
-        let fallback = |matched, place, scope| Located {
+        let fallback = |database, scope| Located {
             region: self.default_region,
             rule: if self.default_region.is_some() {
                 Rule::Default
             } else {
                 Rule::Unmapped
             },
-            matched,
-            place,
+            matched: None,
+            database,
             scope,
             believed: (addr, known),
         };
         let Some(database) = &self.database else {
             // Nothing matched up to what the client said: the answer holds for its
             // whole subnet, and no more is known.
-            return fallback(None, None, scope_of(known));
+            return fallback(None, scope_of(known));
         };
         let found = database.lookup(addr);
         let (net, len) = found.network;
@@ -280,11 +281,11 @@ impl GeoIndex {
                 region: Some(region),
                 rule,
                 matched: Some(found.network),
-                place: found.place,
+                database: Some(found),
                 scope: scope_of(depends),
                 believed: (addr, known),
             },
-            None => fallback(Some(found.network), found.place, scope_of(depends)),
+            None => fallback(Some(found), scope_of(depends)),
         }
     }
 }

@@ -119,7 +119,7 @@ fn the_database_places_clients_by_country_then_continent() {
         (Some(GZ), Rule::Country, net("20.2.0.0/15"), 15)
     );
     let l = geo.locate(subnet("20.2.0.0/24"));
-    let place = l.place.unwrap();
+    let place = l.database.unwrap().place.unwrap();
     assert_eq!(
         (place.country, place.continent),
         (Code::parse("CN"), Code::parse("AS"))
@@ -151,11 +151,13 @@ fn subnets_win_over_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let geo = GeoIndex::build(&db_inventory(dir.path(), "").geo);
     let at = |c| placed(geo.locate(c));
-    // The database says CN (Guangzhou); Frankfurt's subnet says otherwise, and wins.
+    // The database says CN (Guangzhou); Frankfurt's subnet says otherwise, and wins
+    // without the database being asked.
     assert_eq!(
         at(subnet("10.4.1.0/24")),
         (Some(FRA), Rule::Subnet, net("10.4.0.0/16"), 16)
     );
+    assert_eq!(geo.locate(subnet("10.4.1.0/24")).database, None);
     assert_eq!(
         at(subnet("20.200.1.0/24")),
         (Some(BJ), Rule::Subnet, net("20.200.0.0/16"), 16)
@@ -200,19 +202,22 @@ fn clients_the_database_puts_in_no_region_go_to_the_default_region() {
     let geo = GeoIndex::build(&inv.geo);
     // The US is no region's: unmapped, but explain can still tell where it is.
     let l = geo.locate(subnet("40.1.0.0/24"));
-    assert_eq!(placed(l), (None, Rule::Unmapped, net("40.0.0.0/8"), 8));
-    assert_eq!(l.place.unwrap().country, Code::parse("US"));
+    assert_eq!(placed(l), (None, Rule::Unmapped, None, 8));
+    let found = l.database.unwrap();
+    assert_eq!(found.network, (ip("40.0.0.0"), 8));
+    assert_eq!(found.place.unwrap().country, Code::parse("US"));
     // Nowhere in the database: the empty network around it scopes the answer.
     let l = geo.locate(subnet("50.0.0.0/24"));
-    assert_eq!(placed(l), (None, Rule::Unmapped, net("48.0.0.0/4"), 4));
-    assert_eq!(l.place, None);
+    assert_eq!(placed(l), (None, Rule::Unmapped, None, 4));
+    assert_eq!(l.database.unwrap().network, (ip("48.0.0.0"), 4));
+    assert_eq!(l.database.unwrap().place, None);
 
     let dir = tempfile::tempdir().unwrap();
     let inv = db_inventory(dir.path(), "default_region = \"beijing\"");
     let geo = GeoIndex::build(&inv.geo);
     assert_eq!(
         placed(geo.locate(subnet("40.1.0.0/24"))),
-        (Some(BJ), Rule::Default, net("40.0.0.0/8"), 8)
+        (Some(BJ), Rule::Default, None, 8)
     );
 }
 

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use maxminddb::Reader;
 use serde::Deserialize;
 
+/// The largest file taken: GeoIP2 City, the largest of the kinds taken, is well under.
+const MAX_SIZE: u64 = 2 << 30;
+
 /// An ISO code of two ASCII capital letters: a country (`CN`) or a continent (`AS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Code([u8; 2]);
@@ -141,6 +144,12 @@ impl GeoDatabase {
     pub fn open(path: &Path) -> Result<Self, String> {
         let shown = path.display();
         match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() > MAX_SIZE => {
+                return Err(format!(
+                    "{shown} is {} bytes, more than any country database ({MAX_SIZE} at most)",
+                    m.len()
+                ));
+            }
             Ok(m) if m.is_file() => {}
             Ok(_) => return Err(format!("{shown} is not a file")),
             Err(e) => return Err(format!("cannot read {shown}: {e}")),

@@ -14,7 +14,8 @@
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
 //!   which runs on every health change, and parsing that config, which runs on reload;
 //!   signed, with the signatures of the last build cached (a health change) or none
-//!   (the first build).
+//!   (the first build); and reading and verifying a `[geo] database` of 100,000
+//!   networks, which runs at start and on reload.
 //!
 //! These guard against regressions; the throughput figures in the README come from
 //! `bench/dnsperf.sh` and `bench/compare.sh`, which include the kernel's share.
@@ -331,6 +332,13 @@ fn tables(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("table");
     group.sample_size(10);
+    // What a start or reload adds with `[geo] database`: reading and verifying the file.
+    let db_dir = tempfile::tempdir().unwrap();
+    demo_with_database(db_dir.path());
+    let db_path = db_dir.path().join("GeoLite2-Country.mmdb");
+    group.bench_function("open a 100,000-network database", |b| {
+        b.iter(|| black_box(gslb::geodb::GeoDatabase::open(black_box(&db_path)).unwrap()))
+    });
     group.bench_function("build 1000 apps signed, first", |b| {
         b.iter_batched(
             signed_health,

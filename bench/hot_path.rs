@@ -4,6 +4,9 @@
 //!   (pre-encoded answers) and by the general hickory path, on the demo's table plus a
 //!   `geo` app (two regions of 100 subnets); their ratio is what the fast path buys, and
 //!   the `geo`/`ECS` cases what client placement and the ECS echo cost.
+//! - `udp/*/geo A with ECS, by database`: the same `geo` app with a `[geo] database` of
+//!   100,000 IPv4 networks (an IPv6 tree, as GeoLite2's), the ECS in none of the 200
+//!   subnets: what a database placement costs over a subnet one.
 //! - `udp/signed fast path/*`, `udp/signed general path/*`: queries with DO=1 on the same
 //!   table with the demo zone signed by an ECDSA P-256 CSK (the fast path holds signed
 //!   sets, per region for the `geo` app, and NODATA; a missing name's denial is signed
@@ -11,7 +14,8 @@
 //! - `table/*`: planning and laying out the answer table for 1,000 apps on two clusters,
 //!   which runs on every health change, and parsing that config, which runs on reload;
 //!   signed, with the signatures of the last build cached (a health change) or none
-//!   (the first build).
+//!   (the first build); and reading and verifying a `[geo] database` of 100,000
+//!   networks, which runs at start and on reload.
 //!
 //! These guard against regressions; the throughput figures in the README come from
 //! `bench/dnsperf.sh` and `bench/compare.sh`, which include the kernel's share.
@@ -32,6 +36,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::xfer::Protocol;
+
+#[path = "../tests/support/mmdb_writer.rs"]
+mod mmdb_writer;
 
 fn table(config: &str) -> AnswerTable {
     let config = gslb::config::parse(config, "bench").expect("the bench config is valid");
@@ -56,18 +63,26 @@ fn signed(config: &str, dir: &std::path::Path) -> String {
 /// With `ecs`, the OPT record carries an EDNS Client Subnet of 10.2.3.0/24; `dnssec_ok`
 /// sets its DO bit.
 fn query(name: &str, rtype: RecordType, edns: bool, ecs: bool, dnssec_ok: bool) -> Vec<u8> {
+    query_subnet(name, rtype, edns, ecs.then_some([10, 2, 3, 0]), dnssec_ok)
+}
+
+/// The same with the ECS subnet `ecs`/24.
+fn query_subnet(
+    name: &str,
+    rtype: RecordType,
+    edns: bool,
+    ecs: Option<[u8; 4]>,
+    dnssec_ok: bool,
+) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if edns {
         let mut e = Edns::new();
         e.set_max_payload(1232);
-        if ecs {
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                [10, 2, 3, 0].into(),
-                24,
-                0,
-            )));
+        if let Some(addr) = ecs {
+            e.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(addr.into(), 24, 0)));
         }
         e.set_dnssec_ok(dnssec_ok);
         m.set_edns(e);
@@ -91,6 +106,74 @@ fn demo_with_geo() -> String {
         ));
     }
     text
+}
+
+/// [`demo_with_geo`] with a `[geo] database` written into `dir`: 100,000 IPv4 networks of
+/// /16 to /24 spread over the unicast space, in 20 countries of 5 continents; the regions
+/// take CN by country and EU by continent. Returns the config and an address of a CN
+/// network in no subnet.
+fn demo_with_database(dir: &std::path::Path) -> (String, [u8; 4]) {
+    use mmdb_writer::{IpVersion, Value, Writer};
+    const COUNTRIES: [(&str, &str); 20] = [
+        ("CN", "AS"),
+        ("JP", "AS"),
+        ("IN", "AS"),
+        ("KR", "AS"),
+        ("SG", "AS"),
+        ("DE", "EU"),
+        ("FR", "EU"),
+        ("GB", "EU"),
+        ("NL", "EU"),
+        ("PL", "EU"),
+        ("US", "NA"),
+        ("CA", "NA"),
+        ("MX", "NA"),
+        ("BR", "SA"),
+        ("AR", "SA"),
+        ("AU", "OC"),
+        ("NZ", "OC"),
+        ("ZA", "AF"),
+        ("EG", "AF"),
+        ("NG", "AF"),
+    ];
+    let mut w = Writer::new("GeoLite2-Country", IpVersion::V6);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        seed >> 33
+    };
+    for i in 0..100_000u64 {
+        let addr = (next() as u32 % 0xdf00_0000) + 0x0100_0000;
+        let len = 16 + (next() % 9) as u32;
+        let net = addr & (u32::MAX << (32 - len));
+        let (country, continent) = COUNTRIES[(i % 20) as usize];
+        let [a, b, c, d] = net.to_be_bytes();
+        w.insert(
+            &format!("{a}.{b}.{c}.{d}/{len}"),
+            Value::country(Some(country), continent),
+        );
+    }
+    // The client of the ECS rows: a CN network of its own.
+    w.insert("203.0.113.0/24", Value::country(Some("CN"), "AS"));
+    let path = dir.join("GeoLite2-Country.mmdb");
+    w.write(&path);
+    let text = demo_with_geo()
+        .replacen(
+            "[geo]\n",
+            &format!("[geo]\ndatabase = {:?}\n", path.to_str().unwrap()),
+            1,
+        )
+        .replacen(
+            "name = \"ap-guangzhou\"\n",
+            "name = \"ap-guangzhou\"\ncountries = [\"CN\"]\n",
+            1,
+        )
+        .replacen(
+            "name = \"ap-shanghai\"\n",
+            "name = \"ap-shanghai\"\ncontinents = [\"EU\"]\n",
+            1,
+        );
+    (text, [203, 0, 113, 0])
 }
 
 /// 1,000 apps, each on the same two clusters, in one zone.
@@ -155,6 +238,32 @@ fn udp(c: &mut Criterion) {
         });
     }
     let dir = tempfile::tempdir().unwrap();
+    let (text, client) = demo_with_database(dir.path());
+    let with_database = Handler::new(
+        Arc::new(ArcSwap::from_pointee(self::table(&text))),
+        Arc::new(Metrics::new()),
+    );
+    let database_table = with_database.table();
+    let packet = query_subnet("geo.tke-demo.cn.", RecordType::A, true, Some(client), false);
+    c.bench_function("udp/fast path/geo A with ECS, by database", |b| {
+        b.iter(|| {
+            let plain = PlainQuery::parse(black_box(&packet)).unwrap();
+            black_box(
+                plain
+                    .answer(&database_table.load(), src.ip(), &mut out)
+                    .unwrap(),
+            )
+        })
+    });
+    c.bench_function("udp/general path/geo A with ECS, by database", |b| {
+        b.iter(|| {
+            black_box(
+                with_database
+                    .answer_general(black_box(&packet), src, Protocol::Udp)
+                    .unwrap(),
+            )
+        })
+    });
     let signed = Handler::new(
         Arc::new(ArcSwap::from_pointee(self::table(&signed(
             &demo_with_geo(),
@@ -223,6 +332,13 @@ fn tables(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("table");
     group.sample_size(10);
+    // What a start or reload adds with `[geo] database`: reading and verifying the file.
+    let db_dir = tempfile::tempdir().unwrap();
+    demo_with_database(db_dir.path());
+    let db_path = db_dir.path().join("GeoLite2-Country.mmdb");
+    group.bench_function("open a 100,000-network database", |b| {
+        b.iter(|| black_box(gslb::geodb::GeoDatabase::open(black_box(&db_path)).unwrap()))
+    });
     group.bench_function("build 1000 apps signed, first", |b| {
         b.iter_batched(
             signed_health,

@@ -709,8 +709,24 @@ async fn reload_loop(
 }
 
 async fn reload_once(path: &std::path::Path, targets: &ReloadTargets) -> Result<String, String> {
-    let config = crate::config::load(path).map_err(|e| e.to_string())?;
+    // Off the runtime: a `[geo] database` is read and verified whole.
+    let owned = path.to_owned();
+    let config = tokio::task::spawn_blocking(move || crate::config::load(&owned))
+        .await
+        .map_err(|e| format!("the reload failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
+    if let Some(db) = &config.inventory.geo.database {
+        let info = db.info();
+        notes.push(format!(
+            "geo database {} read ({}, built {})",
+            info.path,
+            info.database_type,
+            crate::rfc3339::format(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(info.build_epoch)
+            )
+        ));
+    }
     if config.server != targets.server {
         notes.push("[server] changes need a restart and were not applied".to_owned());
     }

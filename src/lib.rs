@@ -42,6 +42,7 @@ pub mod discovery;
 pub mod dns;
 pub mod dnssec;
 pub mod drill;
+pub mod geodb;
 pub mod health;
 pub mod metrics;
 pub mod model;
@@ -50,3 +51,8 @@ pub mod quorum;
 pub mod redact;
 pub mod rfc3339;
 pub mod state;
+
+/// Test databases for `[geo] database`, shared with the integration tests and the bench.
+#[cfg(test)]
+#[path = "../tests/support/mmdb_writer.rs"]
+pub(crate) mod mmdb_writer;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData};
 
+use crate::geodb::{Code, GeoDatabase};
+
 /// A DNS zone we are authoritative for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Zone {
@@ -295,6 +297,9 @@ pub struct Geo {
     /// The longest EDNS Client Subnet prefixes believed; longer ones are cut to these.
     pub ecs_ipv4_prefix: u8,
     pub ecs_ipv6_prefix: u8,
+    /// `[geo] database`: places clients that match no subnet by their country or
+    /// continent (`countries`, `continents` of the regions).
+    pub database: Option<GeoDatabase>,
 }
 
 impl Default for Geo {
@@ -304,6 +309,7 @@ impl Default for Geo {
             default_region: None,
             ecs_ipv4_prefix: DEFAULT_ECS_IPV4_PREFIX,
             ecs_ipv6_prefix: DEFAULT_ECS_IPV6_PREFIX,
+            database: None,
         }
     }
 }
@@ -345,6 +351,11 @@ pub struct GeoRegion {
     pub subnets: Vec<(IpAddr, u8)>,
     /// Latitude and longitude in degrees, for "nearest region".
     pub location: Option<(f64, f64)>,
+    /// Clients the database places in these countries (ISO 3166-1 codes) are in it.
+    pub countries: Vec<Code>,
+    /// Clients the database places in these continents are in it, unless their country
+    /// is some region's.
+    pub continents: Vec<Code>,
 }
 
 impl GeoRegion {

@@ -18,12 +18,27 @@ use hickory_proto::op::Message;
 use hickory_server::net::xfer::Protocol;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../tests/support/mmdb_writer.rs"]
+mod mmdb_writer;
+
 /// The demo, plus a `geo` app whose answers depend on the client (the source address or
-/// an EDNS Client Subnet in the input); `[0]` unsigned, `[1]` with the demo zone signed
-/// (DO=1 in the input gets RRSIGs, per region for the `geo` app).
+/// an EDNS Client Subnet in the input), placed by subnets and by a `[geo] database`
+/// (countries and continents); `[0]` unsigned, `[1]` with the demo zone signed (DO=1 in
+/// the input gets RRSIGs, per region for the `geo` app).
 fn handlers() -> &'static [Handler; 2] {
     static HANDLERS: OnceLock<[Handler; 2]> = OnceLock::new();
     HANDLERS.get_or_init(|| {
+        use mmdb_writer::{IpVersion, Value, Writer};
+        let database =
+            std::env::temp_dir().join(format!("gslb-fuzz-{}.mmdb", std::process::id()));
+        Writer::new("GeoLite2-Country", IpVersion::V6)
+            .insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
+            .insert("10.3.0.0/16", Value::country(Some("CN"), "AS"))
+            .insert("192.0.2.0/24", Value::country(Some("JP"), "AS"))
+            .insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
+            .insert("2001:db8::/32", Value::country(Some("CN"), "AS"))
+            .insert("2001:db8:8000::/33", Value::country(None, "EU"))
+            .write(&database);
         let text = format!(
             "{}\n{}",
             gslb::demo::CONFIG,
@@ -36,12 +51,19 @@ probe = { kind = "tcp", port = 80 }
 [[geo.region]]
 name = "ap-guangzhou"
 subnets = ["127.0.0.0/8", "10.1.0.0/16"]
+countries = ["CN"]
 [[geo.region]]
 name = "elsewhere"
-subnets = ["10.2.0.0/16", "10.2.128.0/20", "2001:db8::/32"]
+subnets = ["10.2.0.0/16", "10.2.128.0/20", "2001:db8:42::/48"]
+continents = ["EU"]
 lat = 31.2
 lon = 121.5
 "#
+        )
+        .replacen(
+            "[geo]\n",
+            &format!("[geo]\ndatabase = {:?}\n", database.to_str().unwrap()),
+            1,
         );
         let key = std::env::temp_dir().join(format!("gslb-fuzz-{}.pem", std::process::id()));
         std::fs::write(&key, gslb::dnssec::generate_pem("ed25519").unwrap()).unwrap();
@@ -65,6 +87,7 @@ lon = 121.5
         };
         let handlers = [handler(&text), handler(&signed)];
         let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(&database);
         handlers
     })
 }

@@ -58,16 +58,37 @@ pub struct ClientExplanation {
     pub believed: String,
     /// The client's region; `None` when it is in none.
     pub region: Option<String>,
-    /// `subnet` (a `[[geo.region]]` subnet matched), `default_region`, or `unmapped`.
+    /// `subnet` (a `[[geo.region]]` subnet matched), `country` or `continent` (the
+    /// `[geo] database` placed it in a region's `countries` or `continents`),
+    /// `default_region`, or `unmapped`.
     pub rule: String,
-    /// The subnet that matched, for `subnet`.
+    /// What placed it: the subnet for `subnet`, the database network for `country` and
+    /// `continent`.
     pub matched: Option<String>,
+    /// What the database said, when it was looked up (no subnet matched), whether or not
+    /// that placed the client in a region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseExplanation>,
     /// The ECS SCOPE PREFIX-LENGTH its answer carries.
     pub scope: u8,
     /// How the region's answer was chosen; `None` for a name that is not a `geo` app.
     pub via: Option<String>,
     /// The clusters it is answered with.
     pub clusters: Vec<String>,
+}
+
+/// Where the `[geo] database` puts a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseExplanation {
+    /// The database network holding the client, e.g. `20.1.0.0/16`: every client in it
+    /// gets the same answer from the database.
+    pub network: String,
+    /// Its `country.iso_code`, e.g. `JP`; `None` when the record has none.
+    pub country: Option<String>,
+    /// Its `continent.code`, e.g. `AS`.
+    pub continent: Option<String>,
+    /// False when the database has no record for the network.
+    pub found: bool,
 }
 
 /// One region's answer under the `geo` policy.
@@ -242,6 +263,12 @@ pub fn explain(
                 .map(|r| r.name.clone()),
             rule: located.rule.as_str().to_owned(),
             matched: located.matched.map(|(ip, len)| format!("{ip}/{len}")),
+            database: located.database.map(|d| DatabaseExplanation {
+                network: format!("{}/{}", d.network.0, d.network.1),
+                country: d.place.and_then(|p| p.country).map(|c| c.to_string()),
+                continent: d.place.and_then(|p| p.continent).map(|c| c.to_string()),
+                found: d.place.is_some(),
+            }),
             scope: if geo_app.is_some() && lookup_client.is_some() {
                 located.scope
             } else {
@@ -493,6 +520,22 @@ pub fn render(e: &Explanation) -> String {
                 .unwrap_or_default(),
             c.scope
         );
+        if let Some(d) = &c.database {
+            let _ = writeln!(
+                out,
+                "  database: {} {}",
+                d.network,
+                if d.found {
+                    format!(
+                        "country {}, continent {}",
+                        d.country.as_deref().unwrap_or("none"),
+                        d.continent.as_deref().unwrap_or("none")
+                    )
+                } else {
+                    "has no record".to_owned()
+                }
+            );
+        }
         if let Some(via) = &c.via {
             let _ = writeln!(
                 out,

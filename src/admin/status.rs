@@ -29,6 +29,24 @@ pub struct StatusReport {
     /// With `[quorum]`: the peers' views and whether any is fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumStatus>,
+    /// With `[geo] database`: the database in use (read at start and on each reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_database: Option<GeoDatabaseStatus>,
+}
+
+/// The `[geo] database` in use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeoDatabaseStatus {
+    /// The file as configured.
+    pub path: String,
+    /// Its `database_type`, e.g. `GeoLite2-Country`.
+    pub database_type: String,
+    /// When it was built (its `build_epoch`), RFC 3339.
+    pub built: String,
+    /// 4 or 6.
+    pub ip_version: u16,
+    /// The file's size, held in memory.
+    pub size_bytes: usize,
 }
 
 /// The quorum part of the status.
@@ -159,6 +177,11 @@ pub struct RegionStatus {
     pub region: String,
     /// Its subnets as configured.
     pub subnets: Vec<String>,
+    /// Its `countries` and `continents` as configured (placed by `[geo] database`).
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
     /// How its answer was chosen: its own clusters, the nearest region's, failover order.
     pub via: String,
     pub clusters: Vec<String>,
@@ -258,6 +281,8 @@ pub fn report(
                             .iter()
                             .map(|(ip, len)| format!("{ip}/{len}"))
                             .collect(),
+                        countries: region.countries.iter().map(ToString::to_string).collect(),
+                        continents: region.continents.iter().map(ToString::to_string).collect(),
                         via: r.via.describe(&inventory.geo),
                         clusters: r
                             .clusters
@@ -305,6 +330,18 @@ pub fn report(
                 hub: None,
             }
         }),
+        geo_database: inventory.geo.database.as_ref().map(|d| {
+            let info = d.info();
+            GeoDatabaseStatus {
+                path: info.path.clone(),
+                database_type: info.database_type.clone(),
+                built: time(
+                    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(info.build_epoch),
+                ),
+                ip_version: info.ip_version,
+                size_bytes: info.size,
+            }
+        }),
     }
 }
 
@@ -323,6 +360,13 @@ pub fn render(report: &StatusReport) -> String {
         if report.ready { "yes" } else { "no" },
         report.serial
     );
+    if let Some(d) = &report.geo_database {
+        let _ = writeln!(
+            out,
+            "geo database {}: {} built {}, IPv{}, {} bytes",
+            d.path, d.database_type, d.built, d.ip_version, d.size_bytes
+        );
+    }
     for src in &report.sources {
         let _ = writeln!(
             out,
@@ -461,7 +505,23 @@ pub fn render(report: &StatusReport) -> String {
             } else {
                 r.answer.join(" ")
             };
-            let _ = writeln!(out, "  region {:<15} {answer}  ({})", r.region, r.via);
+            let mut placed = Vec::new();
+            if !r.countries.is_empty() {
+                placed.push(format!("countries {}", r.countries.join(" ")));
+            }
+            if !r.continents.is_empty() {
+                placed.push(format!("continents {}", r.continents.join(" ")));
+            }
+            let placed = if placed.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", placed.join("; "))
+            };
+            let _ = writeln!(
+                out,
+                "  region {:<15} {answer}  ({}){placed}",
+                r.region, r.via
+            );
         }
     }
     // Targets on which the quorum and this instance's own probes disagree.

@@ -358,6 +358,8 @@ fn zone_of<'a>(zones: &'a [ZoneTable], name: &LowerName) -> Option<&'a ZoneTable
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod geo_db_tests;
+#[cfg(test)]
 mod geo_tests;
 #[cfg(test)]
 mod plan_tests;

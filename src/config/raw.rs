@@ -324,8 +324,13 @@ pub struct RawGeo {
     /// The same for IPv6.
     #[serde(default = "default_ecs_ipv6_prefix")]
     pub ecs_ipv6_prefix: u8,
-    /// The region of clients that match no subnet; default: none (failover order).
+    /// The region of clients that match no subnet (and that the database, if any, puts in
+    /// no region); default: none (failover order).
     pub default_region: Option<String>,
+    /// A MaxMind-format database file (GeoLite2/GeoIP2 Country or City), read at start and
+    /// on every reload: places clients that match no subnet by `countries` and
+    /// `continents`.
+    pub database: Option<String>,
     /// `[[geo.region]]`: the regions and their subnets.
     #[serde(default)]
     pub region: Vec<RawGeoRegion>,
@@ -347,6 +352,14 @@ pub struct RawGeoRegion {
     /// `"10.1.0.0/16"`, `"2001:db8:1::/48"`: clients in these subnets are in the region.
     #[serde(default)]
     pub subnets: Vec<String>,
+    /// `["CN", "HK"]`: clients the database places in these countries (its
+    /// `country.iso_code`) are in the region. Needs `[geo] database`.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// `["AS"]`: clients the database places in these continents (its `continent.code`)
+    /// are in the region, unless their country is listed by some region.
+    #[serde(default)]
+    pub continents: Vec<String>,
     /// Degrees, -90 to 90; with `lon`, places the region for "nearest region".
     pub lat: Option<f64>,
     /// Degrees, -180 to 180.

@@ -680,3 +680,101 @@ fn bad_hub_quorums_are_reported_with_their_keys() {
         p[0].message
     );
 }
+
+#[test]
+fn the_geo_database_and_codes_read_into_regions() {
+    use crate::mmdb_writer::{IpVersion, Value, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("GeoLite2-Country.mmdb");
+    Writer::new("GeoLite2-Country", IpVersion::V6)
+        .insert("10.1.0.0/16", Value::country(Some("CN"), "AS"))
+        .write(&path);
+    let text = format!(
+        "{CONTRACT}\n[geo]\ndatabase = {path:?}\n\
+         [[geo.region]]\nname = \"asia\"\ncountries = [\"CN\", \"HK\"]\ncontinents = [\"AS\", \"OC\"]\n\
+         [[geo.region]]\nname = \"europe\"\nsubnets = [\"10.3.0.0/16\"]\ncontinents = [\"EU\"]\n"
+    )
+    .replace("policy = \"failover\"", "policy = \"geo\"");
+    let c = parse(&text, "geo.toml").unwrap();
+    let geo = &c.inventory.geo;
+    let names =
+        |codes: &[crate::geodb::Code]| codes.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&geo.regions[0].countries), ["CN", "HK"]);
+    assert_eq!(names(&geo.regions[0].continents), ["AS", "OC"]);
+    assert_eq!(names(&geo.regions[1].continents), ["EU"]);
+    let db = geo.database.as_ref().unwrap();
+    assert_eq!(db.info().database_type, "GeoLite2-Country");
+    assert_eq!(db.info().path, path.display().to_string());
+}
+
+#[test]
+fn geo_database_mistakes_are_reported_with_their_keys() {
+    use crate::mmdb_writer::{IpVersion, Value, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let region = "[[geo.region]]\nname = \"asia\"\ncountries = [\"CN\"]\n";
+    let check = |database: &str, words: &str| {
+        let text = format!("{CONTRACT}\n[geo]\ndatabase = {database:?}\n{region}");
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|p| p.key == "geo.database" && p.message.contains(words)),
+            "{words} in {p:#?}"
+        );
+        assert_eq!(p.len(), 1, "{p:#?}");
+    };
+    let missing = dir.path().join("missing.mmdb");
+    check(missing.to_str().unwrap(), "cannot read");
+    let corrupt = dir.path().join("corrupt.mmdb");
+    std::fs::write(&corrupt, b"not a database").unwrap();
+    check(
+        corrupt.to_str().unwrap(),
+        "is not a valid MaxMind DB (.mmdb) file",
+    );
+    let asn = dir.path().join("GeoLite2-ASN.mmdb");
+    Writer::new("GeoLite2-ASN", IpVersion::V6)
+        .insert(
+            "10.0.0.0/8",
+            Value::map([("autonomous_system_number", Value::U32(64512))]),
+        )
+        .write(&asn);
+    check(asn.to_str().unwrap(), "`GeoLite2-ASN` database");
+
+    // Bad codes, codes in two regions, and codes without a database.
+    let text = format!(
+        "{CONTRACT}\n[geo]\n\
+         [[geo.region]]\nname = \"asia\"\ncountries = [\"cn\", \"CHN\", \"JP\"]\ncontinents = [\"XX\", \"AS\"]\n\
+         [[geo.region]]\nname = \"east\"\ncountries = [\"JP\"]\ncontinents = [\"AS\"]\n"
+    );
+    let keys: Vec<(String, String)> = problems(&text)
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect();
+    let has = |key: &str, words: &str| {
+        assert!(
+            keys.iter().any(|(k, m)| k == key && m.contains(words)),
+            "{key}: {words} in {keys:#?}"
+        );
+    };
+    has(
+        "geo.region[0].countries[0]",
+        "`cn` must be two capital letters",
+    );
+    has(
+        "geo.region[0].countries[1]",
+        "`CHN` must be two capital letters",
+    );
+    has(
+        "geo.region[0].continents[0]",
+        "`XX` is not a continent code: expected one of AF, AN, AS, EU, NA, OC, SA",
+    );
+    has(
+        "geo.region[1].countries[0]",
+        "`JP` is already in region `asia`",
+    );
+    has(
+        "geo.region[1].continents[0]",
+        "`AS` is already in region `asia`",
+    );
+    has("geo.region[0].countries", "needs `[geo] database`");
+    has("geo.region[1].continents", "needs `[geo] database`");
+}

@@ -16,6 +16,7 @@ use super::{
     Config, KeyPath, PathProblem, Quorum, QuorumHub, Sections, Server, Source, SourceKind,
 };
 use crate::dnssec::{KeyRole, ZoneKey, ZoneSigner};
+use crate::geodb::{CONTINENTS, Code, GeoDatabase};
 use crate::model::{
     AdaptiveTtl, App, Cluster, Geo, GeoRegion, Inventory, Policy, ProbeKind, ProbeSpec, QuorumRule,
     Required, StaticRecord, Transfer, TsigKey, Zone,
@@ -123,7 +124,7 @@ pub(super) fn validate(sections: Sections, problems: &mut Vec<PathProblem>) -> O
         if geo_app && geo.as_ref().is_some_and(|g| g.regions.is_empty()) && !sections.geo_failed {
             v.push(
                 KeyPath::key("app").index(i).then("policy"),
-                "`geo` needs client regions: add [[geo.region]] sections with `subnets`",
+                "`geo` needs client regions: add [[geo.region]] sections with `subnets` (or `countries` and `continents` with `[geo] database`)",
             );
         }
     }
@@ -766,8 +767,9 @@ impl Validator<'_> {
         }
     }
 
-    /// `[geo]`: regions with unique names, subnets in at most one region, locations in
-    /// range, ECS caps within the address sizes.
+    /// `[geo]`: regions with unique names, subnets, countries and continents in at most
+    /// one region, locations in range, ECS caps within the address sizes, a database that
+    /// reads and places addresses in countries.
     fn geo(&mut self, raw: &RawGeo) -> Option<Geo> {
         let at = KeyPath::key("geo");
         if !(1..=32).contains(&raw.ecs_ipv4_prefix) {
@@ -782,13 +784,59 @@ impl Validator<'_> {
                 format!("{} must be 1 to 128", raw.ecs_ipv6_prefix),
             );
         }
+        let database = raw.database.as_ref().and_then(|path| {
+            self.parse(
+                at.then("database"),
+                GeoDatabase::open(std::path::Path::new(path)),
+            )
+        });
         let mut regions = Vec::new();
         let mut seen: HashMap<(IpAddr, u8), String> = HashMap::new();
+        let mut seen_codes: HashMap<(&str, Code), String> = HashMap::new();
         for (i, r) in raw.region.iter().enumerate() {
             let rat = at.then("region").index(i);
             if r.name.trim().is_empty() {
                 self.push(rat.then("name"), "must not be empty");
             }
+            let mut codes = |key: &'static str, list: &[String], this: &mut Self| {
+                let mut out = Vec::new();
+                for (j, text) in list.iter().enumerate() {
+                    let kat = rat.then(key).index(j);
+                    let code = match (key, Code::parse(text)) {
+                        ("continents", Some(c)) if !CONTINENTS.contains(&c.as_str()) => None,
+                        (_, c) => c,
+                    };
+                    let Some(code) = code else {
+                        this.push(
+                            kat,
+                            if key == "countries" {
+                                format!("`{text}` must be two capital letters: an ISO 3166-1 country code as the database's `country.iso_code` has it, e.g. `CN`")
+                            } else {
+                                format!("`{text}` is not a continent code: expected one of {} (the database's `continent.code`)", CONTINENTS.join(", "))
+                            },
+                        );
+                        continue;
+                    };
+                    match seen_codes.get(&(key, code)) {
+                        Some(other) => {
+                            this.push(kat, format!("`{text}` is already in region `{other}`"))
+                        }
+                        None => {
+                            seen_codes.insert((key, code), r.name.clone());
+                            out.push(code);
+                        }
+                    }
+                }
+                if !list.is_empty() && raw.database.is_none() {
+                    this.push(
+                        rat.then(key),
+                        format!("needs `[geo] database`: {key} are looked up in a MaxMind-format database"),
+                    );
+                }
+                out
+            };
+            let countries = codes("countries", &r.countries, self);
+            let continents = codes("continents", &r.continents, self);
             let mut subnets = Vec::new();
             for (j, text) in r.subnets.iter().enumerate() {
                 let Some(net) = self.parse(rat.then("subnets").index(j), subnet(text)) else {
@@ -835,6 +883,8 @@ impl Validator<'_> {
                 name: r.name.clone(),
                 subnets,
                 location,
+                countries,
+                continents,
             });
         }
         self.unique(
@@ -861,6 +911,7 @@ impl Validator<'_> {
             default_region,
             ecs_ipv4_prefix: raw.ecs_ipv4_prefix,
             ecs_ipv6_prefix: raw.ecs_ipv6_prefix,
+            database,
         })
     }
 

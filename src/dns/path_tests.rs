@@ -34,9 +34,25 @@ pub(super) fn signed_handler() -> Handler {
     ))
 }
 
+/// A `[geo] database` for the fixture: 10/8 in Germany (east and west's subnets win
+/// there; 10.3/16 is west's by continent), 192.0.2/24 in China (east's country), the
+/// US at 198.51.100/24 (no region's), and 2001:db8::/32 in Germany.
+fn write_database(path: &std::path::Path) {
+    use crate::mmdb_writer::{IpVersion, Value, Writer};
+    Writer::new("GeoLite2-Country", IpVersion::V6)
+        .insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
+        .insert("192.0.2.0/24", Value::country(Some("CN"), "AS"))
+        .insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
+        .insert("2001:db8::/32", Value::country(Some("DE"), "EU"))
+        .write(path);
+}
+
 /// The handler of the fixture; `dnssec` is TOML that signs the zone `tke-demo.cn`.
 fn build_handler(dnssec: &str) -> Handler {
     let big: Vec<String> = (1..=40).map(|i| format!("\"10.0.0.{i}\"")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("GeoLite2-Country.mmdb");
+    write_database(&database);
     let inv = inventory(&format!(
         r#"
 {dnssec}
@@ -72,12 +88,15 @@ clusters = ["gz-02", "east"]
 policy = "geo"
 probe = {{ kind = "tcp", port = 80 }}
 [geo]
+database = {database:?}
 [[geo.region]]
 name = "east"
 subnets = ["10.2.0.0/16", "127.0.0.0/8"]
+countries = ["CN"]
 [[geo.region]]
 name = "west"
 subnets = ["10.1.0.0/16", "10.1.128.0/20"]
+continents = ["EU"]
 [[zone]]
 name = "other.cn"
 nameservers = ["ns1.tke-demo.cn"]
@@ -90,7 +109,8 @@ records = [
   {{ name = "togeo", type = "CNAME", value = "geo.tke-demo.cn" }},
 ]
 "#,
-        big.join(", ")
+        big.join(", "),
+        database = database.to_str().unwrap()
     ));
     let states = vec![Up; inv.endpoints.len()];
     let mut states = states;
@@ -130,7 +150,8 @@ const NAMES: &[&str] = &[
 ];
 
 /// EDNS Client Subnet options sent with queries (option data, hex-free): none, and
-/// subnets in each region, in none, /0, and malformed ones.
+/// subnets in each region by subnet and by the database, in none, /0, and the last
+/// [`MALFORMED`] malformed ones.
 const SUBNETS: &[Option<&[u8]>] = &[
     None,
     Some(&[0, 1, 24, 0, 10, 2, 3]),
@@ -139,6 +160,10 @@ const SUBNETS: &[Option<&[u8]>] = &[
     Some(&[0, 1, 24, 0, 192, 0, 2]),
     Some(&[0, 1, 0, 0]),
     Some(&[0, 2, 48, 0, 0x20, 1, 0x0d, 0xb8, 0, 1]),
+    Some(&[0, 1, 24, 0, 10, 3, 0]),
+    Some(&[0, 1, 24, 0, 198, 51, 100]),
+    Some(&[0, 1, 16, 0, 192, 0]),
+    Some(&[0, 2, 56, 0, 0x20, 1, 0x0d, 0xb9, 0, 0, 0]),
     Some(&[0, 1, 24, 0, 10, 2]),
     Some(&[0, 1, 20, 0, 10, 1, 0x81]),
 ];
@@ -229,7 +254,13 @@ const SOURCES: &[&str] = &[
     "10.1.2.3:53",
     "10.2.9.9:53",
     "192.0.2.7:53",
+    "10.3.0.9:53",
+    "198.51.100.9:53",
+    "[2001:db8::9]:53",
 ];
+
+/// How many of [`SUBNETS`], at its end, are malformed.
+const MALFORMED: usize = 2;
 
 fn fast(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
     fast_from(handler, packet, src())
@@ -493,7 +524,7 @@ fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
         "only {taken} of {total} took the fast path"
     );
     // Geo names, with ECS or without, in a region or not, go fast; malformed ECS does not.
-    for ecs in &SUBNETS[..7] {
+    for ecs in &SUBNETS[..SUBNETS.len() - MALFORMED] {
         for from in SOURCES {
             let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
             assert!(
@@ -502,7 +533,7 @@ fn ecs_queries_and_geo_names_are_answered_alike_from_every_source() {
             );
         }
     }
-    for ecs in &SUBNETS[7..] {
+    for ecs in &SUBNETS[SUBNETS.len() - MALFORMED..] {
         let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, *ecs);
         assert!(fast(&handler, &packet).is_none(), "{ecs:?}");
     }
@@ -568,6 +599,65 @@ fn the_general_path_echoes_ecs_with_the_scope_of_the_answer() {
         ask("geo.tke-demo.cn.", &[0, 1, 24, 0, 10, 2], "127.0.0.1:53").0,
         "Form Error"
     );
+}
+
+/// Clients placed by the database get their region's answer with the database
+/// network's scope (raised past the subnets nested in it), alike on both paths.
+#[test]
+fn database_placements_echo_the_scope_of_the_database_network() {
+    let handler = handler();
+    let ask = |ecs: &[u8], from: &str| {
+        let packet = query_ecs(
+            "geo.tke-demo.cn.",
+            RecordType::A,
+            Some(1232),
+            1,
+            true,
+            Some(ecs),
+        );
+        let from: SocketAddr = from.parse().unwrap();
+        let general = handler
+            .answer_general(&packet, from, Protocol::Udp)
+            .unwrap();
+        let fast = fast_from(&handler, &packet, from).expect("geo names go fast");
+        assert_eq!(meaning(&fast), meaning(&general), "{ecs:?}");
+        let m = Message::from_vec(&fast).unwrap();
+        let scope = m.edns.as_ref().and_then(|e| {
+            match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
+                hickory_proto::rr::rdata::opt::EdnsOption::Subnet(s) => Some(s.scope_prefix()),
+                _ => None,
+            }
+        });
+        let answers: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        (answers, scope)
+    };
+    let east = vec!["127.0.2.1".to_owned()];
+    // 192.0.2.0/24 is CN, east's country: east's cluster, scope /24 (the network).
+    assert_eq!(
+        ask(&[0, 1, 24, 0, 192, 0, 2], "127.0.0.1:53"),
+        (east.clone(), Some(24))
+    );
+    // A /16 source around it: believed as given, the answer holds for the /16.
+    assert_eq!(ask(&[0, 1, 16, 0, 192, 0], "127.0.0.1:53").1, Some(16));
+    // 10.3.0.0/24 is in the database's 10/8 (DE, west by continent), which holds west's
+    // 10.1.128.0/20: scope /20. West has no cluster: failover order (east first).
+    assert_eq!(
+        ask(&[0, 1, 24, 0, 10, 3, 0], "127.0.0.1:53"),
+        (east.clone(), Some(20))
+    );
+    // The US is no region's: failover order, scope of its /24.
+    assert_eq!(
+        ask(&[0, 1, 24, 0, 198, 51, 100], "127.0.0.1:53"),
+        (east, Some(24))
+    );
+    // The resolver's address placed by the database: no ECS asked, none echoed.
+    let packet = query_ecs("geo.tke-demo.cn.", RecordType::A, Some(1232), 1, true, None);
+    let from: SocketAddr = "10.3.0.9:53".parse().unwrap();
+    let general = handler
+        .answer_general(&packet, from, Protocol::Udp)
+        .unwrap();
+    let fast = fast_from(&handler, &packet, from).unwrap();
+    assert_eq!(meaning(&fast), meaning(&general));
 }
 
 proptest! {
@@ -741,7 +831,10 @@ fn signed_geo_answers_are_alike_on_both_paths_with_and_without_ecs() {
     );
     // Geo names with DO=1 go fast, in every region and none, with ECS or without: every
     // A, AAAA and TXT (NODATA) query of the two spellings but those with malformed ECS.
-    assert_eq!(geo_signed_fast, 2 * 3 * 7 * SOURCES.len());
+    assert_eq!(
+        geo_signed_fast,
+        2 * 3 * (SUBNETS.len() - MALFORMED) * SOURCES.len()
+    );
 }
 
 /// A signed zone with a `geo` app over two regions, east (IPv4 and IPv6) and west (IPv4

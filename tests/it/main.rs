@@ -15,6 +15,7 @@ mod failover;
 mod flood;
 mod fuzz;
 mod geo;
+mod geo_database;
 mod harness;
 mod hostile;
 mod operations;
@@ -25,3 +26,6 @@ mod security;
 mod tls;
 mod ttl;
 mod xfr;
+
+#[path = "../support/mmdb_writer.rs"]
+mod mmdb_writer;

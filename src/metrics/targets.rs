@@ -22,8 +22,12 @@ use super::{HEALTH_TRANSITIONS, PROBE_DURATION, PROBE_RESULTS, PROBES, TARGET_UP
 pub const PROBE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-/// The `to` labels of `gslb_health_transitions_total`, in label-value order.
-pub const TRANSITION_TO: [&str; 2] = ["down", "up"];
+/// The `to` labels of `gslb_health_transitions_total`, in label-value order. `down` and
+/// `up` exist from a target's start; `unknown` (an override lifted from a target with no
+/// probe result yet) from its first count, as a vec child would.
+pub const TRANSITION_TO: [&str; 3] = ["down", "unknown", "up"];
+/// The index of `unknown` in [`TRANSITION_TO`].
+const TO_UNKNOWN: usize = 1;
 
 /// One family of this store: its name, help and type, as the text format writes them.
 pub(super) struct Family {
@@ -33,7 +37,7 @@ pub(super) struct Family {
     which: Which,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
     Up,
     Transitions,
@@ -77,7 +81,7 @@ pub struct TargetCells {
     cluster: Arc<str>,
     up: AtomicI64,
     /// By [`TRANSITION_TO`].
-    transitions: [AtomicU64; 2],
+    transitions: [AtomicU64; 3],
     /// By [`PROBE_RESULTS`].
     probes: [AtomicU64; 3],
     /// The duration histogram of each probe kind the target was probed with (one, unless
@@ -223,13 +227,20 @@ pub(super) fn write_target(out: &mut String, family: &Family, t: &TargetCells) {
             push_value(out, t.up.load(Ordering::Relaxed) as f64);
         }
         Which::Transitions | Which::Probes => {
-            // In label-value order: `down` < `up`; `failure` < `success` < `timeout`.
+            // In label-value order: `down` < `unknown` < `up`; `failure` < `success` <
+            // `timeout`.
             let (label, names, cells, order): (&str, &[&str], &[AtomicU64], &[usize]) =
                 match family.which {
-                    Which::Transitions => ("to", &TRANSITION_TO, &t.transitions, &[0, 1]),
+                    Which::Transitions => ("to", &TRANSITION_TO, &t.transitions, &[0, 1, 2]),
                     _ => ("result", &PROBE_RESULTS, &t.probes, &[1, 0, 2]),
                 };
             for &i in order {
+                if family.which == Which::Transitions
+                    && i == TO_UNKNOWN
+                    && cells[i].load(Ordering::Relaxed) == 0
+                {
+                    continue; // never counted, so never created
+                }
                 out.push_str(family.name);
                 labels(out);
                 let _ = write!(out, ",{label}=\"{}\"}} ", names[i]);

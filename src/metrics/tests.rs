@@ -149,6 +149,8 @@ fn per_target_families_match_the_prometheus_encoder() {
         ("shop.example.", "gz-01", "down", false),
         ("shop.example.", "gz-01", "up", true),
         ("api.example.", "sh\"1\\x\ny", "down", false),
+        // An override lifted from a target with no probe result yet.
+        ("a.example.", "z", "unknown", true),
     ] {
         metrics.record_transition(app, cluster, to, up);
         reference.transition(app, cluster, to, up);
@@ -165,6 +167,8 @@ fn per_target_families_match_the_prometheus_encoder() {
     }
     assert!(expected.contains(r#"cluster="sh\"1\\x\ny""#), "{expected}");
     assert!(expected.contains(r#"le="+Inf"} "#));
+    assert!(expected.contains(r#"{app="a.example.",cluster="z",to="unknown"} 1"#));
+    assert!(!expected.contains(r#"{app="api.example.",cluster="gz-01",to="unknown"}"#));
 }
 
 /// The families of a scrape come in name order, each once, the others' (the registry's)

@@ -347,7 +347,9 @@ def report(a):
     out(f"CPU per probe       {us_per_probe:.1f} us\n")
     out(f"memory              VmRSS {rss_kb / 1024:.1f} MiB (peak {hwm_kb / 1024:.1f} MiB)"
         + (f"; with 2 targets {base_kb / 1024:.1f} MiB" if base_kb else "")
-        + f"; {per_target_kb:.1f} KiB per target\n")
+        + f"; {per_target_kb:.1f} KiB per target"
+        + (f"; before the first scrape {int(a['rss0_kb']) / 1024:.1f} MiB" if a.get("rss0_kb") else "")
+        + "\n")
     out(f"threads, fds        {a['threads']} threads, {a['fds']} open fds (limit {a['fd_limit']})\n")
     if ages:
         out(f"last probe age      max {ms(max_age)}, p99 {ms(pct(ages, 99))}, median {ms(pct(ages, 50))}"

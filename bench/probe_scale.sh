@@ -32,7 +32,7 @@
 # intervals apart; and the stand-in's count of accepted connections, which needs nothing
 # from gslb), gslb's utime+stime (/proc/PID/stat, every thread), CPU 0's busy share
 # (/proc/stat: more than gslb's share means other work ran on CPU 0); at the end VmRSS,
-# threads and open fds, and from /api/v1/status before and after the window: the state of
+# threads and open fds (VmRSS also before the first scrape), and from /api/v1/status before and after the window: the state of
 # every target, the age of every endpoint's last probe (on schedule: below interval +
 # timeout) and each endpoint's probe period. Also the size and cost of one /metrics and
 # one /api/v1/status at this size, and how long gslb takes to stop on SIGTERM. Prints a
@@ -231,6 +231,8 @@ sleep "$WARMUP"
 # endpoint's probe period (the time between its last probes, over the rounds between).
 rounds=$(awk -v w="$WINDOW" -v i="$INTERVAL_MS" 'BEGIN { r = int(w * 1000 / i + 0.5); print (r < 1 ? 1 : r) }')
 span=$(awk -v r="$rounds" -v i="$INTERVAL_MS" 'BEGIN { print r * i / 1000 }')
+# VmRSS after start-up, before any scrape or status (the end figure follows two scrapes).
+rss0=$(proc_kb "$gslb_pid" VmRSS)
 read -r s0_start _ s0_ok < <(fetch "$ADMIN/api/v1/status" "$work/status0.json")
 [ "$s0_ok" = 1 ] || bench_log "GET /api/v1/status: no answer within ${ADMIN_TIMEOUT}s"
 read -r m0_start _ m0_ok < <(fetch "$ADMIN/metrics" "$work/metrics0.txt")
@@ -319,7 +321,7 @@ python3 "$HELPER" report n="$N" kind="$KIND" interval="$(awk -v x="$INTERVAL_MS"
   m0_start="$m0_start" m1_start="$m1_start" rounds="$rounds" \
   standin0="$standin0" standin1="$standin1" \
   ticks0="$ticks0" ticks1="$ticks1" utime="$((utime1 - utime0))" stime="$((stime1 - stime0))" \
-  c0="$c0" c1="$c1" rss_kb="$rss" hwm_kb="$hwm" base_rss_kb="$base_rss" \
+  c0="$c0" c1="$c1" rss0_kb="$rss0" rss_kb="$rss" hwm_kb="$hwm" base_rss_kb="$base_rss" \
   threads="$threads" fds="$fds" fd_limit="$fd_limit" \
   status0="$work/status0.json" status="$work/status.json" status_asked="$s_start" \
   ready_s="$ready_s" settled_s="$settled_s" stop_s="$stop_s" \

@@ -89,10 +89,14 @@ pub fn spawn_all(
 ) -> anyhow::Result<JoinSet<()>> {
     let mut tasks = JoinSet::new();
     let mut rng = rand::rng();
+    // One spec per app, shared by its endpoints' tasks.
+    let specs: Vec<Arc<ProbeSpec>> = inventory
+        .apps
+        .iter()
+        .map(|a| Arc::new(a.probe.clone()))
+        .collect();
     for (idx, endpoint) in inventory.endpoints.iter().enumerate() {
-        let spec = inventory.apps[inventory.targets[endpoint.target].app]
-            .probe
-            .clone();
+        let spec = &specs[inventory.targets[endpoint.target].app];
         let check = Check::new(&spec.kind, endpoint.vip, source)?;
         let spread = first_probe_spread(inventory.endpoints.len(), spec.interval);
         let jitter = rng.random_range(Duration::ZERO..=spread);
@@ -114,10 +118,14 @@ pub fn spawn_all(
 ///
 /// The state is followed with a copy of health's own rise/fall [`Machine`], fed the same
 /// results; it only sets the pace, health decides.
+///
+/// The task lives as long as the endpoint, so what it holds between probes is kept small
+/// (about 1.5 KiB, 15 MB at 10,000 endpoints, before the attempt and the report's send were
+/// taken out of it): the spec is shared, and the probe attempt is boxed while it runs.
 async fn run_endpoint(
     (generation, endpoint): (u64, usize),
     check: Check,
-    spec: ProbeSpec,
+    spec: Arc<ProbeSpec>,
     jitter: Duration,
     reports: mpsc::Sender<HealthInput>,
     cancel: CancellationToken,
@@ -133,21 +141,24 @@ async fn run_endpoint(
         let start = Instant::now();
         let (outcome, detail) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = check.run(spec.timeout) => r,
+            r = Box::pin(check.run(spec.timeout)) => r,
         };
+        let (latency, at) = (start.elapsed(), SystemTime::now());
         pace.observe(outcome == Outcome::Success, spec.rise, spec.fall);
         next = next_start(&spec, pace.streak(), scheduled, Instant::now());
-        let report = ProbeReport {
+        // A slot first, then the report: the send's future does not hold a whole
+        // `HealthInput` in the task.
+        let Ok(slot) = reports.reserve().await else {
+            return; // health has stopped: so do we
+        };
+        slot.send(HealthInput::Probe(ProbeReport {
             generation,
             endpoint,
             outcome,
             detail: detail.into(),
-            latency: start.elapsed(),
-            at: SystemTime::now(),
-        };
-        if reports.send(HealthInput::Probe(report)).await.is_err() {
-            return; // health has stopped: so do we
-        }
+            latency,
+            at,
+        }));
     }
 }
 

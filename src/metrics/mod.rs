@@ -3,15 +3,21 @@
 //! Metric and label names are a contract with dashboards and alerts; add, never rename.
 //! The DNS query counter is on the hot path, so its label combinations are resolved once
 //! into a fixed table of counters (no hashing or locking per query); only combinations that
-//! occurred are exported.
+//! occurred are exported. The per-target families, most of the series, are held in
+//! [`targets`] and encoded there; a scrape is a [`Scrape`], written a chunk at a time.
 
-use std::sync::OnceLock;
+mod targets;
+
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use targets::{DurationCells, FAMILIES};
+pub use targets::{PROBE_BUCKETS, TargetCells, TargetSeries};
 
 pub const TARGET_UP: &str = "gslb_target_up";
 pub const PROBE_DURATION: &str = "gslb_probe_duration_seconds";
@@ -63,10 +69,9 @@ const DNS_CELLS: usize = TRANSPORTS.len() * QTYPES.len() * RCODES.len();
 /// Every gslb metric.
 pub struct Metrics {
     registry: Registry,
-    target_up: IntGaugeVec,
-    probe_duration: HistogramVec,
-    probes: IntCounterVec,
-    transitions: IntCounterVec,
+    /// `gslb_target_up`, `gslb_health_transitions_total`, `gslb_probes_total` and
+    /// `gslb_probe_duration_seconds`.
+    targets: TargetSeries,
     app_fail_open: IntGaugeVec,
     answer_changes: IntCounterVec,
     dns_queries: IntCounterVec,
@@ -101,41 +106,6 @@ impl Metrics {
     /// Only if two metrics share a name, which is a programming error caught by tests.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let target_up = IntGaugeVec::new(
-            Opts::new(
-                TARGET_UP,
-                "1 while the target (app, cluster) is answered as up, 0 while it is down.",
-            ),
-            &["app", "cluster"],
-        )
-        .unwrap();
-        let probe_duration = HistogramVec::new(
-            HistogramOpts::new(
-                PROBE_DURATION,
-                "Time taken by a probe, whatever its result.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["app", "cluster", "kind"],
-        )
-        .unwrap();
-        let probes = IntCounterVec::new(
-            Opts::new(
-                PROBES,
-                "Probes run, by result: success, failure or timeout.",
-            ),
-            &["app", "cluster", "result"],
-        )
-        .unwrap();
-        let transitions = IntCounterVec::new(
-            Opts::new(
-                HEALTH_TRANSITIONS,
-                "Health state changes of a target, by new state.",
-            ),
-            &["app", "cluster", "to"],
-        )
-        .unwrap();
         let app_fail_open = IntGaugeVec::new(
             Opts::new(
                 APP_FAIL_OPEN,
@@ -286,11 +256,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         for c in [
-            Box::new(target_up.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(probe_duration.clone()),
-            Box::new(probes.clone()),
-            Box::new(transitions.clone()),
-            Box::new(app_fail_open.clone()),
+            Box::new(app_fail_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(answer_changes.clone()),
             Box::new(dns_queries.clone()),
             Box::new(geo_answers.clone()),
@@ -313,10 +279,7 @@ impl Metrics {
         }
         Self {
             registry,
-            target_up,
-            probe_duration,
-            probes,
-            transitions,
+            targets: TargetSeries::default(),
             app_fail_open,
             answer_changes,
             dns_queries,
@@ -342,12 +305,6 @@ impl Metrics {
     /// `rate()` see zeros rather than missing series before the first change.
     pub fn init_target(&self, app: &str, cluster: &str, up: bool) {
         self.set_target_up(app, cluster, up);
-        for to in ["up", "down"] {
-            self.transitions.with_label_values(&[app, cluster, to]);
-        }
-        for result in ["success", "failure", "timeout"] {
-            self.probes.with_label_values(&[app, cluster, result]);
-        }
     }
 
     /// Creates the per-app series at their start values.
@@ -359,26 +316,25 @@ impl Metrics {
     /// Sets the up gauge of a target (a target with no probe result yet is answered, so
     /// it counts as up).
     pub fn set_target_up(&self, app: &str, cluster: &str, up: bool) {
-        self.target_up
-            .with_label_values(&[app, cluster])
-            .set(i64::from(up));
+        self.targets.get(app, cluster).set_up(up);
     }
 
     /// The probe series of one target, looked up once so that a probe result costs two
     /// atomic updates rather than two label lookups.
-    pub fn probe_series(&self, app: &str, cluster: &str, kind: &str) -> ProbeSeries {
+    /// `kind` is the probe kind's label ([`crate::model::ProbeKind::label`]).
+    pub fn probe_series(&self, app: &str, cluster: &str, kind: &'static str) -> ProbeSeries {
+        let target = self.targets.get(app, cluster);
         ProbeSeries {
-            duration: self.probe_duration.with_label_values(&[app, cluster, kind]),
-            results: PROBE_RESULTS.map(|r| self.probes.with_label_values(&[app, cluster, r])),
+            duration: target.duration(kind),
+            target,
         }
     }
 
     /// Counts a target transition (`to`: up or down) and sets its up gauge.
     pub fn record_transition(&self, app: &str, cluster: &str, to: &str, up: bool) {
-        self.set_target_up(app, cluster, up);
-        self.transitions
-            .with_label_values(&[app, cluster, to])
-            .inc();
+        let target = self.targets.get(app, cluster);
+        target.set_up(up);
+        target.count_transition(to);
     }
 
     pub fn set_override_active(&self, app: &str, cluster: &str, kind: &str, active: bool) {
@@ -498,12 +454,104 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, whole; `/metrics` streams a
+    /// [`Metrics::scrape`] instead.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        self.scrape().collect()
+    }
+
+    /// The Prometheus text exposition of every metric, as chunks of about
+    /// [`SCRAPE_CHUNK`] bytes written as they are taken, so that a scrape of many
+    /// targets never holds its whole text (20 MB at 10,000 targets) nor a copy of every
+    /// series. The same text, family for family and line for line, as the `prometheus`
+    /// text encoder writes for a registry holding every series.
+    pub fn scrape(&self) -> Scrape {
+        let mut parts: Vec<Part> = self
+            .registry
+            .gather()
+            .into_iter()
+            .map(Part::Registry)
+            .collect();
+        let targets = self.targets.sorted();
+        for (i, family) in FAMILIES.iter().enumerate() {
+            if targets.iter().any(|t| targets::has_series(family, t)) {
+                parts.push(Part::Targets(i));
+            }
+        }
+        // Families in name order, as a registry gathers them.
+        parts.sort_by(|a, b| a.name().cmp(b.name()));
+        Scrape {
+            parts: parts.into_iter(),
+            current: None,
+            targets,
+        }
+    }
+}
+
+/// About how large a [`Scrape`] chunk is.
+pub const SCRAPE_CHUNK: usize = 64 * 1024;
+
+/// One scrape's text, chunk by chunk: see [`Metrics::scrape`].
+pub struct Scrape {
+    parts: std::vec::IntoIter<Part>,
+    /// The per-target family being written, and the next target to write.
+    current: Option<(usize, usize)>,
+    /// Every target's series, in label order.
+    targets: Vec<Arc<TargetCells>>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
+}
+
+enum Part {
+    /// A family of the registry, gathered.
+    Registry(MetricFamily),
+    /// A family of [`targets::FAMILIES`], by index.
+    Targets(usize),
+}
+
+impl Part {
+    fn name(&self) -> &str {
+        match self {
+            Part::Registry(mf) => mf.name(),
+            Part::Targets(i) => FAMILIES[*i].name,
+        }
+    }
+}
+
+impl Iterator for Scrape {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::with_capacity(SCRAPE_CHUNK + 4096);
+        while out.len() < SCRAPE_CHUNK {
+            if let Some((family, next)) = self.current.as_mut() {
+                let family = &FAMILIES[*family];
+                match self.targets.get(*next) {
+                    Some(t) => {
+                        targets::write_target(&mut out, family, t);
+                        *next += 1;
+                    }
+                    None => self.current = None,
+                }
+                continue;
+            }
+            match self.parts.next() {
+                Some(Part::Registry(mf)) => {
+                    // Encoding into a String cannot fail for the text format.
+                    let _ = TextEncoder::new().encode_utf8(&[mf], &mut out);
+                }
+                Some(Part::Targets(i)) => {
+                    targets::write_header(&mut out, &FAMILIES[i]);
+                    self.current = Some((i, 0));
+                }
+                None => break,
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -513,15 +561,15 @@ pub const PROBE_RESULTS: [&str; 3] = ["success", "failure", "timeout"];
 /// One target's probe duration histogram and result counters.
 #[derive(Clone)]
 pub struct ProbeSeries {
-    duration: prometheus::Histogram,
-    results: [prometheus::IntCounter; 3],
+    target: Arc<TargetCells>,
+    duration: Arc<DurationCells>,
 }
 
 impl ProbeSeries {
     /// Records one probe: `result` indexes [`PROBE_RESULTS`].
     pub fn observe(&self, result: usize, latency: Duration) {
         self.duration.observe(latency.as_secs_f64());
-        self.results[result.min(2)].inc();
+        self.target.count_probe(result);
     }
 }
 
@@ -546,3 +594,6 @@ pub fn rcode_index(name: &str) -> usize {
         .position(|r| *r == name)
         .unwrap_or(RCODES.len() - 1)
 }
+
+#[cfg(test)]
+mod tests;

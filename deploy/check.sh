@@ -14,7 +14,7 @@
 #      mounted from a Secret), the discovery RBAC grants list/watch on exactly what
 #      src/discovery/sources.rs watches, the quorum RBAC is a namespaced Role granting
 #      what src/quorum/hub.rs does with the view ConfigMaps, PrometheusRule equals the rules file, the
-#      dashboard parses and queries only metrics of src/metrics.rs
+#      dashboard parses and queries only metrics of src/metrics/
 #   4. `gslb check-config` on the ConfigMap's TOML, on each of its commented [[source]]
 #      variants (Karmada) put in place of the active source, and with its commented
 #      [quorum] (views through the hub) turned on (token, state and source

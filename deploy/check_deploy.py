@@ -23,7 +23,7 @@ Usage: check_deploy.py REPO CRDS OUT
   watch), to the ServiceAccount of the discovery RBAC;
 - the ServiceMonitor selects the admin Service, the PrometheusRule equals the rules file,
   every alert has a unit test, and every gslb_* metric that the alerts and the dashboard
-  query exists in src/metrics.rs;
+  query exists in src/metrics/;
 - the ConfigMap's TOML is written to OUT/gslb.toml, with the token, state and source
   kubeconfig paths pointed at OUT, for `gslb check-config`; so is each commented
   [[source]] variant (the Karmada one is required), as OUT/gslb-variant-KIND.toml with
@@ -802,15 +802,25 @@ def check_quorum_rbac(quorum_cfg):
 
 # --- Prometheus, Grafana, metrics -----------------------------------------------------
 
+METRICS_DIR = os.path.join(REPO, "src", "metrics")
+
+
 def metric_names():
-    with open(os.path.join(REPO, "src", "metrics.rs"), encoding="utf-8") as f:
-        src = f.read()
+    src = ""
+    for name in sorted(os.listdir(METRICS_DIR)):
+        if name.endswith(".rs") and name != "tests.rs":
+            with open(os.path.join(METRICS_DIR, name), encoding="utf-8") as f:
+                src += f.read()
     consts = dict(re.findall(r'pub const ([A-Z_]+): &str = "(gslb_[a-z0-9_]+)";', src))
-    histos = {consts[c] for c in re.findall(r"HistogramOpts::new\(\s*([A-Z_]+)", src) if c in consts}
+    # Histograms of the registry (HistogramOpts) and of the per-target store (targets.rs,
+    # a Family with kind "histogram").
+    histo_consts = re.findall(r"HistogramOpts::new\(\s*([A-Z_]+)", src)
+    histo_consts += re.findall(r'name: ([A-Z_]+),\s*help: "[^"]*",\s*kind: "histogram"', src)
+    histos = {consts[c] for c in histo_consts if c in consts}
     names = set(consts.values())
     names |= {h + s for h in histos for s in ("_bucket", "_sum", "_count")}
     if not consts:
-        fail("src/metrics.rs: no metric name constants found")
+        fail("src/metrics/: no metric name constants found")
     return names, set(consts.values())
 
 
@@ -837,7 +847,7 @@ def check_prometheus(objects, known):
         fail(f"gslb-rules.test.yaml: no test sees these alerts fire: {sorted(names - tested)}")
     for a in alerts:
         for m in sorted(gslb_metrics(a["expr"]) - known):
-            fail(f"gslb-rules.yaml: alert {a['alert']} uses {m}, which src/metrics.rs does not define")
+            fail(f"gslb-rules.yaml: alert {a['alert']} uses {m}, which src/metrics/ does not define")
     ok(f"gslb-rules.yaml: {len(alerts)} alerts, each fired by a unit test; their metrics exist")
 
     sm = load_docs(os.path.join(d, "servicemonitor.yaml"))[0]
@@ -904,7 +914,7 @@ def check_dashboard(known):
     used = set().union(*(gslb_metrics(e) for e in exprs)) if exprs else set()
     unknown = used - known
     for m in sorted(unknown):
-        fail(f"dashboard queries {m}, which is not a metric of src/metrics.rs")
+        fail(f"dashboard queries {m}, which is not a metric of src/metrics/")
     views = {
         "per-app answer": "gslb_app_fail_open",
         "per-target health timeline": "gslb_target_up",
@@ -918,7 +928,7 @@ def check_dashboard(known):
     if not any("by (rcode)" in e for e in exprs):
         fail("dashboard: no query by rcode")
     if not unknown:
-        ok(f"dashboard: {len(ids)} panels, {len(exprs)} queries, {len(used)} gslb metrics, all in src/metrics.rs")
+        ok(f"dashboard: {len(ids)} panels, {len(exprs)} queries, {len(used)} gslb metrics, all in src/metrics/")
 
 
 def check_dockerfile(objects, cfg):

@@ -4,6 +4,10 @@
 
 use std::process::ExitCode;
 
+#[cfg(all(not(target_env = "msvc"), not(miri)))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

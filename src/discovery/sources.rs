@@ -1,6 +1,8 @@
 //! The source tasks: kube clients, watchers into reflector stores, and the views built
 //! from the stores.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -98,6 +100,33 @@ fn member_contexts(source: &Source) -> anyhow::Result<Vec<String>> {
     Ok(kc.contexts.into_iter().map(|c| c.name).collect())
 }
 
+/// kube-runtime's default watcher backoff (0.8 s, doubling up to 30 s, with jitter),
+/// reset only once the API has answered. The stream's backoff is reset by every item,
+/// and the watcher announces each list attempt with `Init` before the API has said
+/// anything: with the plain default, a source that never completes a list (an API down
+/// at start, or a relist after `410 Gone` that fails) retried about once a second.
+struct ResetOnAnswer {
+    inner: watcher::DefaultBackoff,
+    /// Set by the stream when an event other than `Init` (or an error) came through.
+    answered: Arc<AtomicBool>,
+}
+
+impl Iterator for ResetOnAnswer {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.inner.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for ResetOnAnswer {
+    fn reset(&mut self) {
+        if self.answered.swap(false, Ordering::Relaxed) {
+            self.inner.reset();
+        }
+    }
+}
+
 type FeedStream =
     stream::BoxStream<'static, (usize, watcher::Result<watcher::Event<DynamicObject>>)>;
 
@@ -115,9 +144,19 @@ async fn feeds(
             let store = api.map(|(api, ar)| {
                 let writer = Writer::new(ar);
                 let store = writer.as_reader();
+                let answered = Arc::new(AtomicBool::new(false));
+                let seen = answered.clone();
                 streams.push(
                     watcher(api, cfg)
-                        .default_backoff()
+                        .inspect(move |event| {
+                            if matches!(event, Ok(e) if !matches!(e, watcher::Event::Init)) {
+                                seen.store(true, Ordering::Relaxed);
+                            }
+                        })
+                        .backoff(ResetOnAnswer {
+                            inner: watcher::DefaultBackoff::default(),
+                            answered,
+                        })
                         .reflect(writer)
                         .map(move |e| (idx, e))
                         .boxed(),

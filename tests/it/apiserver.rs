@@ -42,6 +42,8 @@ struct Inner {
     authorizations: std::collections::BTreeSet<String>,
     /// Every write request, in order.
     writes: Vec<Write>,
+    /// List requests (not watches) per collection, answered or not.
+    lists: BTreeMap<String, usize>,
 }
 
 /// A write request as received.
@@ -121,6 +123,12 @@ impl FakeApi {
         if down {
             let _ = self.cut.send(());
         }
+    }
+
+    /// How many list requests (answered or not) a collection has had.
+    pub fn lists(&self, collection: &str) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner.lists.get(collection).copied().unwrap_or(0)
     }
 
     /// Every distinct `Authorization` header clients have sent.
@@ -418,10 +426,14 @@ async fn handle_plain(api: FakeApi, req: Request) -> Response {
         .map(str::to_owned);
     let labels = query.get("labelSelector").cloned().unwrap_or_default();
     let mut inner = api.inner.lock().unwrap();
+    let list = query.get("watch").map(String::as_str) != Some("true");
+    if list {
+        *inner.lists.entry(collection.clone()).or_default() += 1;
+    }
     if inner.down {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
-    if query.get("watch").map(String::as_str) != Some("true") {
+    if list {
         inner.gone = false;
         let items: Vec<Value> = inner
             .objects

@@ -491,7 +491,8 @@ async fn starting_while_the_api_is_down_waits_without_flapping() {
     let dir = tempfile::tempdir().unwrap();
     let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
     let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
-    for _ in 0..15 {
+    let before = api.lists(MANAGED_CLUSTERS);
+    for _ in 0..60 {
         assert!(
             metric(&gslb, r#"gslb_discovery_up{source="hub"} 0"#).await,
             "discovery_up must stay 0 while the API is down"
@@ -499,6 +500,13 @@ async fn starting_while_the_api_is_down_waits_without_flapping() {
         assert_eq!(gslb.get("/readyz").await.0, 503);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // At least 6 s down: lists back off (0.8 s, doubling, with jitter: 4 or 5 attempts
+    // at the most), rather than one a second. A slower machine only lists less.
+    let retries = api.lists(MANAGED_CLUSTERS) - before;
+    assert!(
+        retries <= 5,
+        "{retries} list attempts in 6 s of outage: the retries do not back off"
+    );
     api.set_down(false);
     wait_answer(&gslb, &[&block.ip(1).to_string()], "the discovered VIP").await;
     eventually(LIMIT, "ready", || async {

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use super::AnswerTable;
 use super::fixtures::{health, inventory};
 use super::geo::{Client, GeoIndex, Located, Rule};
+use super::geo_tests::{BJ, FRA, GZ, SH, ip, subnet};
 use crate::geodb::Code;
 use crate::health::State::*;
 use crate::model::Inventory;
@@ -78,20 +79,6 @@ probe = {{ kind = "tcp", port = 80 }}
 "#
     ))
 }
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn subnet(s: &str) -> Client {
-    let (a, l) = s.split_once('/').unwrap();
-    Client::Subnet(ip(a), l.parse().unwrap())
-}
-
-const GZ: usize = 0;
-const SH: usize = 1;
-const BJ: usize = 2;
-const FRA: usize = 3;
 
 /// (region, rule, matched network, scope)
 fn placed(l: Located) -> (Option<usize>, Rule, Option<String>, u8) {

@@ -62,19 +62,21 @@ probe = {{ kind = "tcp", port = 80 }}
     ))
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn subnet(s: &str) -> Client {
+/// An ECS client from `address/length`.
+pub(super) fn subnet(s: &str) -> Client {
     let (a, l) = s.split_once('/').unwrap();
     Client::Subnet(ip(a), l.parse().unwrap())
 }
 
-const GZ: usize = 0;
-const SH: usize = 1;
-const BJ: usize = 2;
-const FRA: usize = 3;
+// The fixtures' regions, in their order (the database tests' fixture keeps it).
+pub(super) const GZ: usize = 0;
+pub(super) const SH: usize = 1;
+pub(super) const BJ: usize = 2;
+pub(super) const FRA: usize = 3;
 
 #[test]
 fn clients_land_in_the_region_of_their_longest_matching_subnet() {

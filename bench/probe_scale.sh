@@ -15,7 +15,9 @@
 # READY_LIMIT (s to wait for /readyz, default 60 + N/200; past it the run goes on and
 # measures gslb as it is), SETTLE_LIMIT (s from the start to wait for every target to be
 # up before the warm-up, default 60 + N/20; past it the run goes on), ADMIN_TIMEOUT (s per admin request, default 30), BUILD (0: use
-# target/release/gslb as it is, without `cargo build --release`; default 1), KEEP_WORK=1
+# target/release/gslb as it is, without `cargo build --release`; default 1), GSLB (a
+# gslb binary to run instead, e.g. a copy of an earlier build for a side-by-side run;
+# implies no build), KEEP_WORK=1
 # keeps the scratch directory (config, logs, scrapes).
 #
 # Target I is cluster c<I> with one VIP, 127.2.<I/250>.<I%250+1>; app a<K>.scale.test is
@@ -54,6 +56,7 @@ READY_LIMIT="${READY_LIMIT:-$((60 + N / 200))}"
 SETTLE_LIMIT="${SETTLE_LIMIT:-$((60 + N / 20))}"
 ADMIN_TIMEOUT="${ADMIN_TIMEOUT:-30}"
 BUILD="${BUILD:-1}"
+GSLB="${GSLB:-}"
 PORT=18080
 DNS_PORT=25371
 ADMIN_PORT=29171
@@ -92,13 +95,18 @@ else
   echo "bench: only one CPU: gslb and the stand-in share it" >&2
 fi
 
-if [ "$BUILD" = 1 ]; then
+if [ -n "$GSLB" ]; then
+  [ -x "$GSLB" ] || bench_die "GSLB=$GSLB is not an executable"
+  gslb_rev="$GSLB as built at $(date -u -r "$GSLB" +%FT%TZ) (GSLB)"
+elif [ "$BUILD" = 1 ]; then
   bench_build_gslb
+  GSLB=target/release/gslb
   # What was built (the tree may move on while a run goes).
   gslb_rev=$(git describe --always --dirty 2>/dev/null || echo '?')
 else
-  [ -x target/release/gslb ] || bench_die "BUILD=0 but target/release/gslb is missing"
-  gslb_rev="target/release/gslb as built at $(date -u -r target/release/gslb +%FT%TZ) (BUILD=0)"
+  GSLB=target/release/gslb
+  [ -x "$GSLB" ] || bench_die "BUILD=0 but target/release/gslb is missing"
+  gslb_rev="target/release/gslb as built at $(date -u -r "$GSLB" +%FT%TZ) (BUILD=0)"
 fi
 bench_port_free "$DNS_PORT"
 bench_port_free "$ADMIN_PORT"
@@ -128,7 +136,7 @@ gslb_pid=""
 # Starts gslb on config $1 with log $2 and waits for /readyz, at most READY_LIMIT s: returns
 # 1 if it is not ready by then (it keeps running, to be measured as it is).
 start_gslb() {
-  bench_spawn "$2" "${cpu_gslb[@]}" target/release/gslb serve --config "$1"
+  bench_spawn "$2" "${cpu_gslb[@]}" "$GSLB" serve --config "$1"
   gslb_pid=$bench_last_pid
   local deadline=$((SECONDS + READY_LIMIT))
   until curl -sf -m 2 "$ADMIN/readyz" >/dev/null; do
@@ -185,7 +193,7 @@ if [ "$BASELINE" = 1 ] && [ "$N" -gt 2 ]; then
 fi
 
 python3 "$HELPER" config "$N" "${probe_args[@]}" >"$work/gslb.toml"
-target/release/gslb check-config "$work/gslb.toml" >"$work/check.log" 2>&1 || {
+"$GSLB" check-config "$work/gslb.toml" >"$work/check.log" 2>&1 || {
   head -30 "$work/check.log" >&2
   bench_die "gslb check-config refused the generated config"
 }

@@ -200,12 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             notices: notice_tx,
         },
     ));
-    let probes = probe::spawn_all(
-        &inventory,
-        server.probe_source,
-        report_tx.clone(),
-        cancel.child_token(),
-    )?;
+    let probes = probe::spawn_all(&inventory, server.probe_source, report_tx.clone())?;
     let quorum_hub = match &quorum {
         Some(q) => {
             let token = match &q.token_file {
@@ -361,7 +356,6 @@ async fn apply_inventories(
     discovered: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
-    let mut probe_cancel = cancel.child_token();
     loop {
         let mut inventory = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -398,16 +392,12 @@ async fn apply_inventories(
             break;
         }
         if !same_endpoints {
-            probe_cancel.cancel();
-            probe_cancel = cancel.child_token();
-            match probe::spawn_all(
-                &inventory,
-                probe_source,
-                health.clone(),
-                probe_cancel.clone(),
-            ) {
+            // Replacing the set drops the old one, which aborts its tasks.
+            match probe::spawn_all(&inventory, probe_source, health.clone()) {
                 Ok(set) => probes = set,
                 Err(e) => {
+                    // The old probes' reports are of the replaced inventory: stop them.
+                    probes.abort_all();
                     tracing::error!(error = %e, "cannot start the probes of the new inventory")
                 }
             }
@@ -420,8 +410,7 @@ async fn apply_inventories(
         current = inventory;
         discovered.send_replace(true);
     }
-    probe_cancel.cancel();
-    while probes.join_next().await.is_some() {}
+    probes.shutdown().await;
 }
 
 /// How often the tables of signed zones are rebuilt when nothing else changes: renewing

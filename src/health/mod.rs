@@ -227,6 +227,10 @@ pub async fn run(
     set_quorum_views(&metrics, book.snapshot(), &mut alone);
     let mut last_publish = tokio::time::Instant::now();
     let mut unpublished = false;
+    // The publish timer is kept and moved only when a snapshot is published, rather than
+    // made anew for every batch: at thousands of probes a second, batches are many.
+    let publish_timer = tokio::time::sleep_until(last_publish + PUBLISH_EVERY);
+    tokio::pin!(publish_timer);
     loop {
         let expiry = book.next_expiry().map(|t| {
             t.duration_since(SystemTime::now())
@@ -238,20 +242,24 @@ pub async fn run(
                 + Duration::from_millis(1)
         });
         let mut expired_any = false;
+        // The stale and expiry timers exist only while there is something to wait for:
+        // a branch's future is made even when it is disabled, but an async block makes
+        // its timer only once polled.
         tokio::select! {
             n = inputs.recv_many(&mut batch, 256) => if n == 0 { return },
             // A peer's view turns stale: decide again without it (a little after the
             // bound, so that the view is past it by then).
-            _ = tokio::time::sleep(stale.unwrap_or(Duration::MAX)), if stale.is_some() => {
+            () = async { tokio::time::sleep(stale.unwrap_or(Duration::MAX)).await }, if stale.is_some() => {
                 let transitions = book.refresh_quorum(SystemTime::now());
                 log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
                 set_quorum_views(&metrics, book.snapshot(), &mut alone);
                 publish.send_replace(Arc::new(book.snapshot().clone()));
                 last_publish = tokio::time::Instant::now();
+                publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
                 unpublished = false;
                 continue;
             }
-            _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
+            () = async { tokio::time::sleep(expiry.unwrap_or(Duration::MAX)).await }, if expiry.is_some() => {
                 let (expired, transitions) = book.expire(SystemTime::now());
                 expired_any = !expired.is_empty();
                 for o in &expired {
@@ -259,9 +267,10 @@ pub async fn run(
                 }
                 log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
             }
-            _ = tokio::time::sleep_until(last_publish + PUBLISH_EVERY), if unpublished => {
+            () = &mut publish_timer, if unpublished => {
                 publish.send_replace(Arc::new(book.snapshot().clone()));
                 last_publish = tokio::time::Instant::now();
+                publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
                 unpublished = false;
                 continue;
             }
@@ -398,6 +407,7 @@ pub async fn run(
         if urgent || last_publish.elapsed() >= PUBLISH_EVERY {
             publish.send_replace(Arc::new(book.snapshot().clone()));
             last_publish = tokio::time::Instant::now();
+            publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
             unpublished = false;
         } else {
             unpublished = true;

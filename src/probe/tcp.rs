@@ -1,6 +1,7 @@
 //! The TCP probe: a connect to the VIP's port (from `[server] probe_source` when set),
 //! closed at once.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -21,16 +22,16 @@ impl TcpCheck {
         }
     }
 
-    pub async fn run(&self) -> (Outcome, String) {
+    pub async fn run(&self) -> (Outcome, Cow<'static, str>) {
         match connect(self.addr, self.source).await {
             Ok(stream) => {
                 // Close with a reset rather than FIN: nothing was sent, and a prober that
                 // connects thousands of times a second must not leave as many TIME_WAIT
                 // sockets behind (the kernel caps them, and each costs a handshake).
                 let _ = stream.set_zero_linger();
-                (Outcome::Success, "connected".to_owned())
+                (Outcome::Success, Cow::Borrowed("connected"))
             }
-            Err(e) => (Outcome::Failure, e.to_string()),
+            Err(e) => (Outcome::Failure, Cow::Owned(e.to_string())),
         }
     }
 }

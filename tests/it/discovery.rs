@@ -410,7 +410,8 @@ async fn drill_undo_restores_an_interrupted_scale() {
 }
 
 /// Every gslb metric that the shipped Grafana dashboard and Prometheus alert rules query
-/// is in a real scrape of a gslb that has discovery, an override and some queries.
+/// is in a real scrape of a gslb that has discovery, quorum views through the hub, an
+/// override and some queries.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_and_alerts_query_only_metrics_gslb_exports() {
     let block = Block::new();
@@ -426,8 +427,18 @@ async fn the_dashboard_and_alerts_query_only_metrics_gslb_exports() {
     );
     let dir = tempfile::tempdir().unwrap();
     let kc = FakeApi::kubeconfig(dir.path(), &[("hub", &api)]);
-    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", "")).await;
+    let quorum = "[quorum]\ninstance = \"gslb-0\"\nhub = \"hub\"\n";
+    let gslb = Gslb::start(&app_config(&block, port, &kc, "clusternet", quorum)).await;
     wait_answer(&gslb, &[&block.ip(1).to_string()], "the primary").await;
+    // The view object is written once health has decided: wait for the first write.
+    eventually(LIMIT, "a quorum view write", || async {
+        let (_, scrape) = gslb.get("/metrics").await;
+        scrape
+            .lines()
+            .any(|l| l.starts_with(r#"gslb_quorum_view_writes_total{result="ok"}"#))
+            .then_some(())
+    })
+    .await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let set = http
         .post(format!("http://{}/api/v1/overrides", gslb.admin))

@@ -291,6 +291,35 @@ fn protected_reads_need_a_token_file() {
 }
 
 #[test]
+fn a_probe_path_or_host_that_cannot_go_in_a_request_is_named() {
+    for (key, bad) in [
+        ("path", r#"path = "/health check""#),
+        ("path", r#"path = "/santé""#),
+        ("host", r#"host = "tke demo.cn""#),
+    ] {
+        let text = CONTRACT
+            .replace(
+                r#"path = "/""#,
+                if key == "path" { bad } else { r#"path = "/""# },
+            )
+            .replace(
+                r#"host = "tke-demo.cn""#,
+                if key == "host" {
+                    bad
+                } else {
+                    r#"host = "tke-demo.cn""#
+                },
+            );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key, format!("app[0].probe.{key}"), "{bad}");
+        assert!(p[0].message.contains("visible ASCII"), "{}", p[0].message);
+    }
+    let ok = CONTRACT.replace(r#"path = "/""#, r#"path = "/health%20check?full=1""#);
+    parse(&ok, "t").unwrap();
+}
+
+#[test]
 fn recheck_interval_lies_between_its_minimum_and_the_interval() {
     for bad in ["2s", "10ms"] {
         let p = problems(&CONTRACT.replace(

@@ -1108,6 +1108,23 @@ impl Validator<'_> {
                 let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
                 if !path.starts_with('/') {
                     self.push(at.then("path"), format!("`{path}` must start with `/`"));
+                } else if !path.bytes().all(|b| b.is_ascii_graphic()) {
+                    self.push(
+                        at.then("path"),
+                        format!(
+                            "`{path}` must be visible ASCII, without spaces (percent-encode other characters, e.g. `%20`)"
+                        ),
+                    );
+                }
+                if let Some(host) = raw
+                    .host
+                    .as_deref()
+                    .filter(|h| !h.bytes().all(|b| b.is_ascii_graphic()))
+                {
+                    self.push(
+                        at.then("host"),
+                        format!("`{host}` must be visible ASCII, without spaces (an IDN in its xn-- form)"),
+                    );
                 }
                 let expect = self.parse(
                     at.then("expect_status"),

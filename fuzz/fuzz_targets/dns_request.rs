@@ -11,10 +11,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use gslb::answer::AnswerTable;
 use gslb::dns::Handler;
+use gslb::dns::meaning::meaning;
 use gslb::dns::wire::{OUT_CAPACITY, PlainQuery};
 use gslb::health::HealthSnapshot;
 use gslb::metrics::Metrics;
-use hickory_proto::op::Message;
 use hickory_server::net::xfer::Protocol;
 use libfuzzer_sys::fuzz_target;
 
@@ -90,34 +90,6 @@ lon = 121.5
         let _ = std::fs::remove_file(&database);
         handlers
     })
-}
-
-fn meaning(bytes: &[u8]) -> Option<(String, Vec<String>, Vec<String>, Vec<String>, String)> {
-    let m = Message::from_vec(bytes).ok()?;
-    let sorted = |records: &[hickory_proto::rr::Record]| {
-        let mut v: Vec<String> = records
-            .iter()
-            .map(|r| r.to_string().to_lowercase())
-            .collect();
-        v.sort();
-        v
-    };
-    Some((
-        format!("{:?} {:?}", m.metadata, m.queries),
-        sorted(&m.answers),
-        sorted(&m.authorities),
-        sorted(&m.additionals),
-        format!(
-            "{:?}",
-            m.edns.map(|e| (
-                e.max_payload(),
-                e.version(),
-                e.flags().dnssec_ok,
-                e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
-                    .cloned()
-            ))
-        ),
-    ))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -274,33 +274,10 @@ fn fast_from(handler: &Handler, packet: &[u8], from: SocketAddr) -> Option<Vec<u
 }
 
 /// A response in a form where two encodings of the same answer compare equal: sections
-/// as sorted text (rotation order differs between the paths' counters).
-fn meaning(bytes: &[u8]) -> (String, Vec<String>, Vec<String>, Vec<String>, String) {
-    let m = Message::from_vec(bytes).unwrap();
-    let sorted = |records: &[Record]| {
-        let mut v: Vec<String> = records
-            .iter()
-            .map(|r| r.to_string().to_lowercase())
-            .collect();
-        v.sort();
-        v
-    };
-    (
-        format!("{:?} {:?}", m.metadata, m.queries),
-        sorted(&m.answers),
-        sorted(&m.authorities),
-        sorted(&m.additionals),
-        format!(
-            "{:?}",
-            m.edns.map(|e| (
-                e.max_payload(),
-                e.version(),
-                e.flags().dnssec_ok,
-                e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
-                    .cloned()
-            ))
-        ),
-    )
+/// as sorted text (rotation order differs between the paths' counters); see
+/// `super::meaning`. These responses must parse.
+fn meaning(bytes: &[u8]) -> super::meaning::Meaning {
+    super::meaning::meaning(bytes).expect("a response that parses as a DNS message")
 }
 
 #[test]

@@ -28,17 +28,16 @@ mod mmdb_writer;
 fn handlers() -> &'static [Handler; 2] {
     static HANDLERS: OnceLock<[Handler; 2]> = OnceLock::new();
     HANDLERS.get_or_init(|| {
-        use mmdb_writer::{IpVersion, Value, Writer};
-        let database =
-            std::env::temp_dir().join(format!("gslb-fuzz-{}.mmdb", std::process::id()));
-        Writer::new("GeoLite2-Country", IpVersion::V6)
-            .insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
-            .insert("10.3.0.0/16", Value::country(Some("CN"), "AS"))
-            .insert("192.0.2.0/24", Value::country(Some("JP"), "AS"))
-            .insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
-            .insert("2001:db8::/32", Value::country(Some("CN"), "AS"))
-            .insert("2001:db8:8000::/33", Value::country(None, "EU"))
-            .write(&database);
+        let database = std::env::temp_dir().join(format!("gslb-fuzz-{}.mmdb", std::process::id()));
+        mmdb_writer::Writer::countries(&[
+            ("10.0.0.0/8", Some("DE"), "EU"),
+            ("10.3.0.0/16", Some("CN"), "AS"),
+            ("192.0.2.0/24", Some("JP"), "AS"),
+            ("198.51.100.0/24", Some("US"), "NA"),
+            ("2001:db8::/32", Some("CN"), "AS"),
+            ("2001:db8:8000::/33", None, "EU"),
+        ])
+        .write(&database);
         let text = format!(
             "{}\n{}",
             gslb::demo::CONFIG,

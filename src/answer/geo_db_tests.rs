@@ -16,20 +16,21 @@ use crate::geodb::Code;
 use crate::health::State::*;
 use crate::model::Inventory;
 
-use crate::mmdb_writer::{IpVersion, Value, Writer};
+use crate::mmdb_writer::Writer;
 
 /// CN at 10/8 and 20/8 (JP carved out of it), Europe at 30/8, the US at 40/8, and CN at
 /// 2001:db8:2::/48.
 fn write_database(path: &Path) {
-    Writer::new("GeoLite2-Country", IpVersion::V6)
-        .insert("10.0.0.0/8", Value::country(Some("CN"), "AS"))
-        .insert("20.0.0.0/8", Value::country(Some("CN"), "AS"))
-        .insert("20.1.0.0/16", Value::country(Some("JP"), "AS"))
-        .insert("30.0.0.0/8", Value::country(Some("DE"), "EU"))
-        .insert("30.5.0.0/16", Value::country(Some("FR"), "EU"))
-        .insert("40.0.0.0/8", Value::country(Some("US"), "NA"))
-        .insert("2001:db8:2::/48", Value::country(Some("CN"), "AS"))
-        .write(path);
+    Writer::countries(&[
+        ("10.0.0.0/8", Some("CN"), "AS"),
+        ("20.0.0.0/8", Some("CN"), "AS"),
+        ("20.1.0.0/16", Some("JP"), "AS"),
+        ("30.0.0.0/8", Some("DE"), "EU"),
+        ("30.5.0.0/16", Some("FR"), "EU"),
+        ("40.0.0.0/8", Some("US"), "NA"),
+        ("2001:db8:2::/48", Some("CN"), "AS"),
+    ])
+    .write(path);
 }
 
 /// Guangzhou has CN; Shanghai the rest of Asia; Beijing a subnet inside the database's

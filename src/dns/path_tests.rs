@@ -38,13 +38,13 @@ pub(super) fn signed_handler() -> Handler {
 /// there; 10.3/16 is west's by continent), 192.0.2/24 in China (east's country), the
 /// US at 198.51.100/24 (no region's), and 2001:db8::/32 in Germany.
 fn write_database(path: &std::path::Path) {
-    use crate::mmdb_writer::{IpVersion, Value, Writer};
-    Writer::new("GeoLite2-Country", IpVersion::V6)
-        .insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
-        .insert("192.0.2.0/24", Value::country(Some("CN"), "AS"))
-        .insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
-        .insert("2001:db8::/32", Value::country(Some("DE"), "EU"))
-        .write(path);
+    crate::mmdb_writer::Writer::countries(&[
+        ("10.0.0.0/8", Some("DE"), "EU"),
+        ("192.0.2.0/24", Some("CN"), "AS"),
+        ("198.51.100.0/24", Some("US"), "NA"),
+        ("2001:db8::/32", Some("DE"), "EU"),
+    ])
+    .write(path);
 }
 
 /// The handler of the fixture; `dnssec` is TOML that signs the zone `tke-demo.cn`.

@@ -13,17 +13,18 @@ use crate::mmdb_writer::{IpVersion, Value, Writer};
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// 10/8 in Germany but for China's 10.64/10; the US at 198.51.100/24; China at
-/// 2001:db8::/32. `china` false gives 10.64/10 to Germany too (the database's next
+/// 2001:db8::/32. `with_china` false gives 10.64/10 to Germany too (the database's next
 /// release, say).
-fn write_database(path: &Path, china: bool) {
-    let mut w = Writer::new("GeoLite2-Country", IpVersion::V6);
-    w.insert("10.0.0.0/8", Value::country(Some("DE"), "EU"));
-    if china {
-        w.insert("10.64.0.0/10", Value::country(Some("CN"), "AS"));
+fn write_database(path: &Path, with_china: bool) {
+    let mut networks = vec![("10.0.0.0/8", Some("DE"), "EU")];
+    if with_china {
+        networks.push(("10.64.0.0/10", Some("CN"), "AS"));
     }
-    w.insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
-        .insert("2001:db8::/32", Value::country(Some("CN"), "AS"))
-        .write(path);
+    networks.extend([
+        ("198.51.100.0/24", Some("US"), "NA"),
+        ("2001:db8::/32", Some("CN"), "AS"),
+    ]);
+    Writer::countries(&networks).write(path);
 }
 
 /// Asia (CN) on the block's .1, Europe (its continent, and the subnet 10.70/16, inside

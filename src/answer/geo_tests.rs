@@ -17,7 +17,7 @@ use crate::model::Inventory;
 
 /// Four regions (Frankfurt, added to the shared three, without a location), three
 /// clusters, one `geo` app.
-fn geo_inventory(extra_geo: &str, fail_open: bool) -> Inventory {
+pub(super) fn geo_inventory(extra_geo: &str, fail_open: bool) -> Inventory {
     let regions = geo_regions::regions([&["2001:db8:1::/48"], &["10.1.128.0/20"], &[]]);
     let clusters = geo_regions::clusters(["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
     inventory(&format!(

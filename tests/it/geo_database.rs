@@ -67,6 +67,25 @@ probe = {{ kind = "http", port = {port}, interval = "500ms", timeout = "400ms" }
     ))
 }
 
+/// Waits until both clusters are probed up.
+async fn both_up(admin: &str) {
+    eventually(LIMIT, "both clusters probed up", || async {
+        let s = crate::harness::http_get(&format!("{admin}/api/v1/status"))
+            .await
+            .1;
+        (s.matches("\"state\":\"up\"").count() >= 2).then_some(())
+    })
+    .await;
+}
+
+/// What `gslb explain tke-demo.cn --client CLIENT` prints.
+async fn explain_client(admin: &str, client: &str) -> String {
+    let (ok, out, err) =
+        gslb_cli(admin, &["explain", "tke-demo.cn", "--client", client], None).await;
+    assert!(ok, "{err}");
+    out
+}
+
 /// `POST /api/v1/reload`: the status code and the body.
 async fn reload(admin: &str) -> (u16, String) {
     let r = reqwest::Client::builder()
@@ -103,13 +122,7 @@ async fn the_database_places_clients_of_two_countries_and_a_reload_rereads_it() 
     let gslb = ServeProcess::start(&path, "", &database_config(&block, port, &database)).await;
     let admin = gslb.admin_url();
     let (asia, europe) = (vec![block.ip(1).to_string()], vec![block.ip(2).to_string()]);
-    eventually(LIMIT, "both clusters probed up", || async {
-        let s = crate::harness::http_get(&format!("{admin}/api/v1/status"))
-            .await
-            .1;
-        (s.matches("\"state\":\"up\"").count() >= 2).then_some(())
-    })
-    .await;
+    both_up(&admin).await;
 
     for transport in ["+notcp", "+tcp"] {
         let q = |subnet: &str| format!("tke-demo.cn A +subnet={subnet} {transport}");
@@ -141,13 +154,7 @@ async fn the_database_places_clients_of_two_countries_and_a_reload_rereads_it() 
         );
     }
 
-    let (ok, out, err) = gslb_cli(
-        &admin,
-        &["explain", "tke-demo.cn", "--client", "10.64.5.0/24"],
-        None,
-    )
-    .await;
-    assert!(ok, "{err}");
+    let out = explain_client(&admin, "10.64.5.0/24").await;
     assert!(
         out.contains("client 10.64.5.0/24 (looked up as 10.64.5.0/24): region asia by rule country (10.64.0.0/10), ECS scope /16"),
         "{out}"
@@ -156,13 +163,7 @@ async fn the_database_places_clients_of_two_countries_and_a_reload_rereads_it() 
         out.contains("database: 10.64.0.0/10 country CN, continent AS"),
         "{out}"
     );
-    let (ok, out, _) = gslb_cli(
-        &admin,
-        &["explain", "tke-demo.cn", "--client", "198.51.100.0/24"],
-        None,
-    )
-    .await;
-    assert!(ok);
+    let out = explain_client(&admin, "198.51.100.0/24").await;
     assert!(out.contains("region none by rule unmapped"), "{out}");
     assert!(
         out.contains("database: 198.51.100.0/24 country US, continent NA"),
@@ -283,13 +284,7 @@ async fn a_database_no_region_refers_to_is_loaded_but_unused() {
     };
     assert_eq!(warnings(), 1);
     let (asia, europe) = (vec![block.ip(1).to_string()], vec![block.ip(2).to_string()]);
-    eventually(LIMIT, "both clusters probed up", || async {
-        let s = crate::harness::http_get(&format!("{admin}/api/v1/status"))
-            .await
-            .1;
-        (s.matches("\"state\":\"up\"").count() >= 2).then_some(())
-    })
-    .await;
+    both_up(&admin).await;
 
     let q = |subnet: &str| format!("tke-demo.cn A +subnet={subnet}");
     // In the database's CN 10.64.0.0/10, in no subnet: failover order (Asia's cluster
@@ -310,13 +305,7 @@ async fn a_database_no_region_refers_to_is_loaded_but_unused() {
         (europe.clone(), Some("10.70.1.0/24/16".into()))
     );
 
-    let (ok, out, err) = gslb_cli(
-        &admin,
-        &["explain", "tke-demo.cn", "--client", "10.64.5.0/24"],
-        None,
-    )
-    .await;
-    assert!(ok, "{err}");
+    let out = explain_client(&admin, "10.64.5.0/24").await;
     assert!(
         out.contains("client 10.64.5.0/24 (looked up as 10.64.5.0/24): region none by rule unmapped, ECS scope /24"),
         "{out}"

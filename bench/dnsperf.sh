@@ -49,14 +49,8 @@ trap 'exit 143' TERM
 echo "== build"
 cargo build --release --quiet
 
-server_cpu=()
-client_cpu=()
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu=(taskset -c 0)
-  client_cpu=(taskset -c 1)
-else
-  echo "bench: only one CPU: server and dnsperf share it" >&2
-fi
+# gslb on CPU 0, dnsperf on CPU 1.
+bench_pin_cpus
 
 accepts() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -88,7 +82,7 @@ for i in "${!STAND_INS[@]}"; do
 done
 
 echo "== gslb serve --config bench/bench.toml"
-"${server_cpu[@]}" target/release/gslb serve --config bench/bench.toml 2>"$work/gslb.log" &
+"${bench_cpu0[@]}" target/release/gslb serve --config bench/bench.toml 2>"$work/gslb.log" &
 gslb_pid=$!
 pids+=("$gslb_pid")
 
@@ -134,7 +128,7 @@ cpu_ticks() {
 echo "== dnsperf: ${DURATION}s, 4 clients, at most ${MAX_QPS} queries/s"
 before="$(cpu_ticks "$gslb_pid")"
 # In the background so that a signal reaches the traps at once, not after the run.
-"${client_cpu[@]}" dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$queries" -l "$DURATION" -c 4 \
+"${bench_cpu1[@]}" dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$queries" -l "$DURATION" -c 4 \
   -Q "$MAX_QPS" >"$work/dnsperf.out" 2>&1 &
 pids+=("$!")
 if ! wait "$!"; then

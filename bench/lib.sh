@@ -1,5 +1,6 @@
-# Shared by bench/compare.sh and bench/failover.sh (sourced, not run): installs the peer
-# servers, writes their configs, starts them and stops everything that was started.
+# Shared by the bench/*.sh scripts (sourced, not run): installs the peer servers, writes
+# their configs, starts them and stops everything that was started; raises the open-file
+# limit and pins processes to CPUs.
 #
 # Every address used is on 127.0.0.0/8. The caller sets `work` (a scratch directory) and
 # calls `bench_init` first; `bench_cleanup` runs on exit.
@@ -71,6 +72,33 @@ bench_init() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
+}
+
+# For a process that holds up to $1 sockets at once (probed targets, stand-in listeners):
+# raises this shell's open-file limit, and so that of what it starts, to the hard limit,
+# or exits if the hard limit is below $1 plus a margin of 1,024.
+bench_raise_fd_limit() {
+  local need=$(($1 + 1024)) hard
+  hard=$(ulimit -Hn)
+  if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    bench_die "$1 sockets need $need open files per process; the hard limit is $hard (ulimit -Hn)"
+  fi
+  ulimit -n "$hard" 2>/dev/null || ulimit -n "$need"
+}
+
+# Sets bench_cpu0=(taskset -c 0) and bench_cpu1=(taskset -c 1), to put before a command
+# to pin it to CPU 0 or 1, so that the process measured and its peer (stand-in, load
+# generator) do not share a CPU; with a single CPU both are empty, and a warning says so.
+# shellcheck disable=SC2034 # bench_cpu0 and bench_cpu1 are for the scripts sourcing this
+bench_pin_cpus() {
+  bench_cpu0=()
+  bench_cpu1=()
+  if [ "$(nproc)" -ge 2 ]; then
+    bench_cpu0=(taskset -c 0)
+    bench_cpu1=(taskset -c 1)
+  else
+    echo "bench: only one CPU: every process shares it" >&2
+  fi
 }
 
 # Starts "$@" in the background, remembers its pid (in bench_last_pid) for cleanup.

@@ -47,24 +47,15 @@ done
 if [ "$GDNSD" = 1 ] && ! command -v gdnsd >/dev/null; then
   bench_die "gdnsd is missing (apt-get install -y gdnsd, or GDNSD=0)"
 fi
-need_fds=$((N + 1024))
-hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt "$need_fds" ]; then
-  bench_die "N=$N needs $need_fds open files; the hard limit is $hard"
-fi
-ulimit -n "$hard" 2>/dev/null || ulimit -n "$need_fds"
-cpu0=()
-cpu1=()
-if [ "$(nproc)" -ge 2 ]; then
-  cpu0=(taskset -c 0)
-  cpu1=(taskset -c 1)
-fi
+# The stand-in holds N listeners.
+bench_raise_fd_limit "$N"
+bench_pin_cpus
 
 cc -O2 -Wall -o "$work/connect_floor" bench/connect_floor.c
 
 standin_stats() { cat "$work/standin.stats" 2>/dev/null || echo "0 0 0"; }
 bench_log "stand-in: $N tcp listeners on 127.2.0.0/16 port $PORT"
-bench_spawn "$work/standin.log" "${cpu1[@]}" python3 "$HELPER" standin "$N" tcp "$PORT" \
+bench_spawn "$work/standin.log" "${bench_cpu1[@]}" python3 "$HELPER" standin "$N" tcp "$PORT" \
   $((WINDOW * 4 + 300)) "$work/standin.ready" "$work/standin.stats"
 standin_pid=$bench_last_pid
 deadline=$((SECONDS + 60 + N / 500))
@@ -77,7 +68,7 @@ done
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for rate in "$N" $((N / 2)); do
   bench_log "connect_floor: $N targets, $rate connects/s, ${WINDOW}s"
-  "${cpu0[@]}" "$work/connect_floor" "$N" "$WINDOW" "$PORT" "$rate"
+  "${bench_cpu0[@]}" "$work/connect_floor" "$N" "$WINDOW" "$PORT" "$rate"
 done
 
 if [ "$GDNSD" = 1 ]; then
@@ -124,7 +115,7 @@ EOF
   } >"$dir/config"
   # A zone record per resource would only add start-up time; the monitors run without.
   bench_log "gdnsd: $N tcp_connect monitors every 2 s"
-  bench_spawn "$work/gdnsd.log" "${cpu0[@]}" gdnsd -c "$dir" -f start
+  bench_spawn "$work/gdnsd.log" "${bench_cpu0[@]}" gdnsd -c "$dir" -f start
   gdnsd_pid=$bench_last_pid
   sleep 5
   kill -0 "$gdnsd_pid" 2>/dev/null || { tail -20 "$work/gdnsd.log" >&2; bench_die "gdnsd exited"; }

@@ -61,7 +61,7 @@ GSLB=$(realpath "$GSLB")
 bench_port_free "$DNS_PORT"
 bench_port_free "$ADMIN_PORT"
 mkdir -p "$out_dir"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_raise_fd_limit "$N"
 
 python3 "$HELPER" config "$N" "$KIND" "$PORT" 1s 800ms "127.0.0.1:$DNS_PORT" \
   "127.0.0.1:$ADMIN_PORT" >"$work/gslb.toml"

@@ -78,22 +78,9 @@ case "$KIND" in tcp | http) ;; *) bench_die "KIND is tcp or http" ;; esac
 [[ "$INTERVAL_MS" =~ ^[0-9]+$ ]] && [[ "$TIMEOUT_MS" =~ ^[0-9]+$ ]] || bench_die "INTERVAL_MS and TIMEOUT_MS are whole milliseconds"
 
 # Each process holds up to N sockets at once (the stand-in its N listeners, gslb one per
-# probe in flight) plus a margin.
-need_fds=$((N + 1024))
-hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt "$need_fds" ]; then
-  bench_die "N=$N needs $need_fds open files per process; the hard limit is $hard (ulimit -Hn)"
-fi
-ulimit -n "$hard" 2>/dev/null || ulimit -n "$need_fds"
-
-cpu_gslb=()
-cpu_standin=()
-if [ "$(nproc)" -ge 2 ]; then
-  cpu_gslb=(taskset -c 0)
-  cpu_standin=(taskset -c 1)
-else
-  echo "bench: only one CPU: gslb and the stand-in share it" >&2
-fi
+# probe in flight). gslb runs on CPU 0, the stand-in on CPU 1.
+bench_raise_fd_limit "$N"
+bench_pin_cpus
 
 if [ -n "$GSLB" ]; then
   [ -x "$GSLB" ] || bench_die "GSLB=$GSLB is not an executable"
@@ -136,7 +123,7 @@ gslb_pid=""
 # Starts gslb on config $1 with log $2 and waits for /readyz, at most READY_LIMIT s: returns
 # 1 if it is not ready by then (it keeps running, to be measured as it is).
 start_gslb() {
-  bench_spawn "$2" "${cpu_gslb[@]}" "$GSLB" serve --config "$1"
+  bench_spawn "$2" "${bench_cpu0[@]}" "$GSLB" serve --config "$1"
   gslb_pid=$bench_last_pid
   local deadline=$((SECONDS + READY_LIMIT))
   until curl -sf -m 2 "$ADMIN/readyz" >/dev/null; do
@@ -167,7 +154,7 @@ fetch() {
 
 bench_log "stand-in ingresses: $N $KIND listeners on 127.2.0.0/16 port $PORT"
 run_for=$((READY_LIMIT * 2 + SETTLE_LIMIT + WARMUP * 2 + WINDOW + 6 * ADMIN_TIMEOUT + 120 + N / 50))
-bench_spawn "$work/standin.log" "${cpu_standin[@]}" python3 "$HELPER" standin "$N" "$KIND" "$PORT" \
+bench_spawn "$work/standin.log" "${bench_cpu1[@]}" python3 "$HELPER" standin "$N" "$KIND" "$PORT" \
   "$run_for" "$work/standin.ready" "$work/standin.stats"
 standin_pid=$bench_last_pid
 deadline=$((SECONDS + 60 + N / 500))
@@ -309,7 +296,7 @@ log_warn=$(grep -cE '^[^ ]+ +WARN ' "$work/gslb.log" || true)
 log_error=$(grep -cE '^[^ ]+ +ERROR ' "$work/gslb.log" || true)
 
 echo
-echo "gslb $gslb_rev; $(nproc) CPUs; gslb on CPU ${cpu_gslb[2]:-any}, stand-in on CPU ${cpu_standin[2]:-any}"
+echo "gslb $gslb_rev; $(nproc) CPUs; gslb on CPU ${bench_cpu0[2]:-any}, stand-in on CPU ${bench_cpu1[2]:-any}"
 echo "load average before: $load_before; after: $load_after"
 awk -v b="$((busy1 - busy0))" -v i="$((idle1 - idle0))" -v g="$((ticks1 - ticks0))" 'BEGIN {
   t = b + i

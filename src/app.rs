@@ -73,6 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         path,
         quorum,
     } = config;
+    warn_unused_database(&inventory.geo);
     let inventory = Arc::new(inventory);
     let metrics = Arc::new(Metrics::new());
     let now = SystemTime::now();
@@ -697,6 +698,16 @@ async fn reload_loop(
     }
 }
 
+/// Logs a warning, at start and on each reload, when a `[geo] database` is loaded that no
+/// region refers to (`model::UNUSED_DATABASE`); says whether it did.
+fn warn_unused_database(geo: &crate::model::Geo) -> bool {
+    let unused = geo.database_unused();
+    if let (true, Some(db)) = (unused, &geo.database) {
+        tracing::warn!(path = %db.info().path, "{}", crate::model::UNUSED_DATABASE);
+    }
+    unused
+}
+
 async fn reload_once(path: &std::path::Path, targets: &ReloadTargets) -> Result<String, String> {
     // Off the runtime: a `[geo] database` is read and verified whole.
     let owned = path.to_owned();
@@ -708,12 +719,17 @@ async fn reload_once(path: &std::path::Path, targets: &ReloadTargets) -> Result<
     if let Some(db) = &config.inventory.geo.database {
         let info = db.info();
         notes.push(format!(
-            "geo database {} read ({}, built {})",
+            "geo database {} read ({}, built {}){}",
             info.path,
             info.database_type,
             crate::rfc3339::format(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(info.build_epoch)
-            )
+            ),
+            if warn_unused_database(&config.inventory.geo) {
+                ", unused: no region lists countries or continents"
+            } else {
+                ""
+            }
         ));
     }
     if config.server != targets.server {

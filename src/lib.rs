@@ -56,3 +56,8 @@ pub mod state;
 #[cfg(test)]
 #[path = "../tests/support/mmdb_writer.rs"]
 pub(crate) mod mmdb_writer;
+
+/// The `geo` tests' regions and clusters, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/geo_regions.rs"]
+pub(crate) mod geo_regions;

@@ -54,6 +54,13 @@ async fn run(command: Command) -> ExitCode {
                         inv.apps.len(),
                         inv.endpoints.len()
                     );
+                    if inv.geo.database_unused() {
+                        eprintln!(
+                            "{}: warning: {}",
+                            config.display(),
+                            gslb::model::UNUSED_DATABASE
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

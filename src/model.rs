@@ -302,6 +302,30 @@ pub struct Geo {
     pub database: Option<GeoDatabase>,
 }
 
+/// What gslb says, at start, on each reload and in `check-config`, of a `[geo] database`
+/// that no region refers to ([`Geo::database_unused`]).
+pub const UNUSED_DATABASE: &str =
+    "`[geo] database` is loaded but no region lists countries or continents, so it is unused";
+
+impl Geo {
+    /// The `[geo] database` if it can place a client: some region lists `countries` or
+    /// `continents`. Otherwise a lookup would place no one and only narrow the ECS scope
+    /// to the database network, for an answer that does not depend on it; the answer
+    /// table leaves such a database out.
+    pub fn database_in_use(&self) -> Option<&GeoDatabase> {
+        let codes = |r: &GeoRegion| !r.countries.is_empty() || !r.continents.is_empty();
+        self.database
+            .as_ref()
+            .filter(|_| self.regions.iter().any(codes))
+    }
+
+    /// Whether a `[geo] database` is loaded that no region refers to: valid (a staged
+    /// rollout may load the file before it lists any codes), but worth a warning.
+    pub fn database_unused(&self) -> bool {
+        self.database.is_some() && self.database_in_use().is_none()
+    }
+}
+
 impl Default for Geo {
     fn default() -> Self {
         Self {

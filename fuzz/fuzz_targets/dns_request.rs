@@ -11,10 +11,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use gslb::answer::AnswerTable;
 use gslb::dns::Handler;
+use gslb::dns::meaning::meaning;
 use gslb::dns::wire::{OUT_CAPACITY, PlainQuery};
 use gslb::health::HealthSnapshot;
 use gslb::metrics::Metrics;
-use hickory_proto::op::Message;
 use hickory_server::net::xfer::Protocol;
 use libfuzzer_sys::fuzz_target;
 
@@ -28,17 +28,16 @@ mod mmdb_writer;
 fn handlers() -> &'static [Handler; 2] {
     static HANDLERS: OnceLock<[Handler; 2]> = OnceLock::new();
     HANDLERS.get_or_init(|| {
-        use mmdb_writer::{IpVersion, Value, Writer};
-        let database =
-            std::env::temp_dir().join(format!("gslb-fuzz-{}.mmdb", std::process::id()));
-        Writer::new("GeoLite2-Country", IpVersion::V6)
-            .insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
-            .insert("10.3.0.0/16", Value::country(Some("CN"), "AS"))
-            .insert("192.0.2.0/24", Value::country(Some("JP"), "AS"))
-            .insert("198.51.100.0/24", Value::country(Some("US"), "NA"))
-            .insert("2001:db8::/32", Value::country(Some("CN"), "AS"))
-            .insert("2001:db8:8000::/33", Value::country(None, "EU"))
-            .write(&database);
+        let database = std::env::temp_dir().join(format!("gslb-fuzz-{}.mmdb", std::process::id()));
+        mmdb_writer::Writer::countries(&[
+            ("10.0.0.0/8", Some("DE"), "EU"),
+            ("10.3.0.0/16", Some("CN"), "AS"),
+            ("192.0.2.0/24", Some("JP"), "AS"),
+            ("198.51.100.0/24", Some("US"), "NA"),
+            ("2001:db8::/32", Some("CN"), "AS"),
+            ("2001:db8:8000::/33", None, "EU"),
+        ])
+        .write(&database);
         let text = format!(
             "{}\n{}",
             gslb::demo::CONFIG,
@@ -90,34 +89,6 @@ lon = 121.5
         let _ = std::fs::remove_file(&database);
         handlers
     })
-}
-
-fn meaning(bytes: &[u8]) -> Option<(String, Vec<String>, Vec<String>, Vec<String>, String)> {
-    let m = Message::from_vec(bytes).ok()?;
-    let sorted = |records: &[hickory_proto::rr::Record]| {
-        let mut v: Vec<String> = records
-            .iter()
-            .map(|r| r.to_string().to_lowercase())
-            .collect();
-        v.sort();
-        v
-    };
-    Some((
-        format!("{:?} {:?}", m.metadata, m.queries),
-        sorted(&m.answers),
-        sorted(&m.authorities),
-        sorted(&m.additionals),
-        format!(
-            "{:?}",
-            m.edns.map(|e| (
-                e.max_payload(),
-                e.version(),
-                e.flags().dnssec_ok,
-                e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
-                    .cloned()
-            ))
-        ),
-    ))
 }
 
 fuzz_target!(|data: &[u8]| {

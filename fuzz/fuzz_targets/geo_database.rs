@@ -17,13 +17,13 @@ mod mmdb_writer;
 fn valid() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        use mmdb_writer::{IpVersion, Value, Writer};
-        let mut w = Writer::new("GeoLite2-Country", IpVersion::V6);
-        w.insert("10.0.0.0/8", Value::country(Some("DE"), "EU"))
-            .insert("10.64.0.0/10", Value::country(Some("CN"), "AS"))
-            .insert("192.0.2.0/24", Value::country(None, "NA"))
-            .insert("2001:db8::/32", Value::country(Some("JP"), "AS"));
-        w.to_bytes()
+        mmdb_writer::Writer::countries(&[
+            ("10.0.0.0/8", Some("DE"), "EU"),
+            ("10.64.0.0/10", Some("CN"), "AS"),
+            ("192.0.2.0/24", None, "NA"),
+            ("2001:db8::/32", Some("JP"), "AS"),
+        ])
+        .to_bytes()
     })
 }
 

@@ -47,6 +47,15 @@ pub struct GeoDatabaseStatus {
     pub ip_version: u16,
     /// The file's size, held in memory.
     pub size_bytes: usize,
+    /// Whether it places clients: false when no region lists `countries` or
+    /// `continents` (it is then never looked up). Servers before this field used every
+    /// database they loaded.
+    #[serde(default = "database_used")]
+    pub used: bool,
+}
+
+fn database_used() -> bool {
+    true
 }
 
 /// The quorum part of the status.
@@ -340,6 +349,7 @@ pub fn report(
                 ),
                 ip_version: info.ip_version,
                 size_bytes: info.size,
+                used: inventory.geo.database_in_use().is_some(),
             }
         }),
     }
@@ -363,8 +373,17 @@ pub fn render(report: &StatusReport) -> String {
     if let Some(d) = &report.geo_database {
         let _ = writeln!(
             out,
-            "geo database {}: {} built {}, IPv{}, {} bytes",
-            d.path, d.database_type, d.built, d.ip_version, d.size_bytes
+            "geo database {}: {} built {}, IPv{}, {} bytes{}",
+            d.path,
+            d.database_type,
+            d.built,
+            d.ip_version,
+            d.size_bytes,
+            if d.used {
+                ""
+            } else {
+                "; unused: no region lists countries or continents"
+            }
         );
     }
     for src in &report.sources {

@@ -1,7 +1,8 @@
 //! Client → region mapping for the `geo` policy: a longest-prefix match over the subnets
 //! of `[[geo.region]]`, compiled once per answer table, then, for a client no subnet
 //! holds, the `[geo] database` (its country, else its continent, by the regions'
-//! `countries` and `continents`). Pure: the database is already in memory.
+//! `countries` and `continents`; a database no region lists codes for is left out when
+//! the index is built). Pure: the database is already in memory.
 //!
 //! A subnet lookup costs one hash probe per distinct prefix length in the table (longest
 //! first), at most 33 for IPv4 and 129 for IPv6, in practice a handful; a database lookup
@@ -197,7 +198,10 @@ impl GeoIndex {
             default_region: geo.default_region,
             cap_v4: geo.ecs_ipv4_prefix,
             cap_v6: geo.ecs_ipv6_prefix,
-            database: geo.database.clone(),
+            // Only a database some region refers to is looked up: otherwise it places
+            // no one, and the hot path skips the lookup (and the scope stays the
+            // client's, as without a database).
+            database: geo.database_in_use().cloned(),
             countries: codes(|r| &r.countries),
             continents: codes(|r| &r.continents),
         }

@@ -11,25 +11,26 @@ use proptest::prelude::*;
 use super::AnswerTable;
 use super::fixtures::{health, inventory};
 use super::geo::{Client, GeoIndex, Located, Rule};
-use super::geo_tests::{BJ, FRA, GZ, SH, ip, subnet};
+use super::geo_tests::{BJ, FRA, GZ, SH, geo_inventory, ip, subnet};
 use crate::geodb::Code;
 use crate::health::State::*;
 use crate::model::Inventory;
 
-use crate::mmdb_writer::{IpVersion, Value, Writer};
+use crate::mmdb_writer::Writer;
 
 /// CN at 10/8 and 20/8 (JP carved out of it), Europe at 30/8, the US at 40/8, and CN at
 /// 2001:db8:2::/48.
 fn write_database(path: &Path) {
-    Writer::new("GeoLite2-Country", IpVersion::V6)
-        .insert("10.0.0.0/8", Value::country(Some("CN"), "AS"))
-        .insert("20.0.0.0/8", Value::country(Some("CN"), "AS"))
-        .insert("20.1.0.0/16", Value::country(Some("JP"), "AS"))
-        .insert("30.0.0.0/8", Value::country(Some("DE"), "EU"))
-        .insert("30.5.0.0/16", Value::country(Some("FR"), "EU"))
-        .insert("40.0.0.0/8", Value::country(Some("US"), "NA"))
-        .insert("2001:db8:2::/48", Value::country(Some("CN"), "AS"))
-        .write(path);
+    Writer::countries(&[
+        ("10.0.0.0/8", Some("CN"), "AS"),
+        ("20.0.0.0/8", Some("CN"), "AS"),
+        ("20.1.0.0/16", Some("JP"), "AS"),
+        ("30.0.0.0/8", Some("DE"), "EU"),
+        ("30.5.0.0/16", Some("FR"), "EU"),
+        ("40.0.0.0/8", Some("US"), "NA"),
+        ("2001:db8:2::/48", Some("CN"), "AS"),
+    ])
+    .write(path);
 }
 
 /// Guangzhou has CN; Shanghai the rest of Asia; Beijing a subnet inside the database's
@@ -257,6 +258,59 @@ fn the_table_answers_database_clients_for_their_region_with_the_scope() {
         answer(subnet("30.1.0.0/24")),
         (vec!["127.0.1.4".into()], 14)
     );
+}
+
+/// A database no region lists `countries` or `continents` for places no one: the index
+/// leaves it out, so clients are placed and scoped as without it (the ECS scope is the
+/// matched subnet's, else what the client said, 0 for the resolver's own address), not
+/// narrowed to a database network the answer does not depend on.
+#[test]
+fn a_database_no_region_lists_codes_for_is_not_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("GeoLite2-Country.mmdb");
+    write_database(&path);
+    let with = geo_inventory(&format!("database = {path:?}"), true);
+    assert!(with.geo.database.is_some());
+    assert!(with.geo.database_unused() && with.geo.database_in_use().is_none());
+    let without = geo_inventory("", true);
+    let (with_db, without_db) = (GeoIndex::build(&with.geo), GeoIndex::build(&without.geo));
+    let clients = [
+        subnet("20.2.0.0/24"),
+        subnet("10.5.0.0/24"),
+        subnet("10.1.2.0/24"),
+        subnet("30.5.1.0/24"),
+        subnet("2001:db8:2:100::/56"),
+        subnet("20.0.0.0/8"),
+        Client::Resolver(ip("20.1.5.7")),
+    ];
+    for client in clients {
+        assert_eq!(
+            with_db.locate(client),
+            without_db.locate(client),
+            "{client:?}"
+        );
+    }
+    let at = |c| placed(with_db.locate(c));
+    // In the database's CN 20.2.0.0/15, but no region has CN: the client's /24, not /15.
+    assert_eq!(at(subnet("20.2.0.0/24")), (None, Rule::Unmapped, None, 24));
+    // 10/8 holds subnets up to /20: still the client's /24, not /20.
+    assert_eq!(at(subnet("10.5.0.0/24")), (None, Rule::Unmapped, None, 24));
+    assert_eq!(
+        at(subnet("10.1.2.0/24")),
+        (Some(GZ), Rule::Subnet, net("10.1.0.0/16"), 20)
+    );
+    assert_eq!(
+        at(Client::Resolver(ip("20.1.5.7"))),
+        (None, Rule::Unmapped, None, 0)
+    );
+    assert_eq!(with_db.locate(subnet("20.2.0.0/24")).database, None);
+
+    // The table serves that scope.
+    let table = AnswerTable::build(&health(&with, &[Up, Up, Up]), 1);
+    let name = LowerName::new(&Name::from_ascii("tke-demo.cn.").unwrap());
+    let scope = |client| table.lookup(&name, RecordType::A, Some(client)).scope();
+    assert_eq!(scope(subnet("20.2.0.0/24")), 24);
+    assert_eq!(scope(Client::Resolver(ip("20.2.0.1"))), 0);
 }
 
 proptest! {

@@ -11,48 +11,24 @@ use super::fixtures::{health, inventory};
 use super::geo::{Client, GeoIndex, Rule};
 use super::plan::{Via, plan};
 use super::{AnswerTable, Outcome};
+use crate::geo_regions;
 use crate::health::State::{self, *};
 use crate::model::Inventory;
 
-/// Four regions (Frankfurt without a location), three clusters, one `geo` app.
-fn geo_inventory(extra_geo: &str, fail_open: bool) -> Inventory {
+/// Four regions (Frankfurt, added to the shared three, without a location), three
+/// clusters, one `geo` app.
+pub(super) fn geo_inventory(extra_geo: &str, fail_open: bool) -> Inventory {
+    let regions = geo_regions::regions([&["2001:db8:1::/48"], &["10.1.128.0/20"], &[]]);
+    let clusters = geo_regions::clusters(["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
     inventory(&format!(
         r#"
 [geo]
 {extra_geo}
-[[geo.region]]
-name = "guangzhou"
-subnets = ["10.1.0.0/16", "2001:db8:1::/48"]
-lat = 23.13
-lon = 113.26
-[[geo.region]]
-name = "shanghai"
-subnets = ["10.2.0.0/16", "10.1.128.0/20"]
-lat = 31.23
-lon = 121.47
-[[geo.region]]
-name = "beijing"
-subnets = ["10.3.0.0/16"]
-lat = 39.90
-lon = 116.40
+{regions}
 [[geo.region]]
 name = "frankfurt"
 subnets = ["10.4.0.0/16"]
-[[cluster]]
-name = "gz-01"
-region = "guangzhou"
-vips = ["127.0.1.1"]
-priority = 1
-[[cluster]]
-name = "sh-01"
-region = "shanghai"
-vips = ["127.0.1.2"]
-priority = 2
-[[cluster]]
-name = "bj-01"
-region = "beijing"
-vips = ["127.0.1.3"]
-priority = 3
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 policy = "geo"

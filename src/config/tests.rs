@@ -712,12 +712,9 @@ fn bad_hub_quorums_are_reported_with_their_keys() {
 
 #[test]
 fn the_geo_database_and_codes_read_into_regions() {
-    use crate::mmdb_writer::{IpVersion, Value, Writer};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("GeoLite2-Country.mmdb");
-    Writer::new("GeoLite2-Country", IpVersion::V6)
-        .insert("10.1.0.0/16", Value::country(Some("CN"), "AS"))
-        .write(&path);
+    crate::mmdb_writer::Writer::countries(&[("10.1.0.0/16", Some("CN"), "AS")]).write(&path);
     let text = format!(
         "{CONTRACT}\n[geo]\ndatabase = {path:?}\n\
          [[geo.region]]\nname = \"asia\"\ncountries = [\"CN\", \"HK\"]\ncontinents = [\"AS\", \"OC\"]\n\

@@ -8,6 +8,9 @@
 
 pub mod ecs;
 mod listen;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod meaning;
 pub mod notify;
 pub mod rrl;
 mod tcp;

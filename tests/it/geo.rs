@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::geo_regions;
 use crate::harness::{Block, Gslb, config, dig, eventually, gslb_cli, stand_ins};
 use crate::resolver::unbound_ecs_for;
 
@@ -18,55 +19,21 @@ pub(crate) fn geo_config(block: &Block, port: u16) -> String {
         std::net::IpAddr::V4(v4) => v4.octets()[1],
         std::net::IpAddr::V6(_) => unreachable!(),
     };
+    let (gz, sh) = (format!("127.{n}.2.0/24"), format!("127.{n}.3.0/24"));
+    let regions = geo_regions::regions([&[&gz], &[&sh], &[]]);
+    let [a, b, c] = [1, 2, 3].map(|host| block.ip(host).to_string());
+    let clusters = geo_regions::clusters([&a, &b, &c]);
     config(&format!(
         r#"
 [geo]
 ecs_ipv4_prefix = 24
-
-[[geo.region]]
-name = "guangzhou"
-subnets = ["10.1.0.0/16", "127.{n}.2.0/24"]
-lat = 23.13
-lon = 113.26
-
-[[geo.region]]
-name = "shanghai"
-subnets = ["10.2.0.0/16", "127.{n}.3.0/24"]
-lat = 31.23
-lon = 121.47
-
-[[geo.region]]
-name = "beijing"
-subnets = ["10.3.0.0/16"]
-lat = 39.90
-lon = 116.40
-
-[[cluster]]
-name = "gz-01"
-region = "guangzhou"
-vips = ["{a}"]
-priority = 1
-
-[[cluster]]
-name = "sh-01"
-region = "shanghai"
-vips = ["{b}"]
-priority = 2
-
-[[cluster]]
-name = "bj-01"
-region = "beijing"
-vips = ["{c}"]
-priority = 3
-
+{regions}
+{clusters}
 [[app]]
 name = "tke-demo.cn"
 policy = "geo"
 probe = {{ kind = "http", port = {port}, interval = "500ms", timeout = "400ms", recheck_interval = "200ms", rise = 1, fall = 2 }}
-"#,
-        a = block.ip(1),
-        b = block.ip(2),
-        c = block.ip(3),
+"#
     ))
 }
 

@@ -29,3 +29,6 @@ mod xfr;
 
 #[path = "../support/mmdb_writer.rs"]
 mod mmdb_writer;
+
+#[path = "../support/geo_regions.rs"]
+mod geo_regions;

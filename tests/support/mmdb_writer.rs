@@ -98,6 +98,16 @@ impl Writer {
         }
     }
 
+    /// A GeoLite2-Country database (an IPv6 tree) of `(network, country, continent)`
+    /// records ([`Value::country`]), inserted in order.
+    pub fn countries(networks: &[(&str, Option<&str>, &str)]) -> Self {
+        let mut writer = Self::new("GeoLite2-Country", IpVersion::V6);
+        for &(network, country, continent) in networks {
+            writer.insert(network, Value::country(country, continent));
+        }
+        writer
+    }
+
     /// Adds a network, e.g. `"10.1.0.0/16"` or `"2001:db8::/32"`, with its record.
     ///
     /// # Panics

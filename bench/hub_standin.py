@@ -6,7 +6,9 @@ Clusternet discovery use, over real HTTP/1.1 on loopback: list and watch (`?watc
 a chunked stream of `{"type", "object"}` lines, resumed from `resourceVersion`) of any
 collection with namespaces and equality label selectors (ManagedClusters and
 Descriptions are simply empty), server-side apply of a namespaced object (`PATCH`,
-`application/apply-patch+yaml`, creating or replacing it whole), and `/version`. Like
+`application/apply-patch+yaml`, creating or replacing it whole), `DELETE` of one (a
+`DELETED` event for the watches, as an instance that stops removes its view), and
+`/version`. Like
 tests/it/apiserver.rs, which the integration tests use; this one is in Python so that the
 benchmark needs no Rust test harness.
 """
@@ -143,6 +145,17 @@ users:
                 and headers.get("content-type") == "application/apply-patch+yaml":
             obj = json.loads(body)
             await self.put(collection, obj)
+            return 200, obj
+        if method == "DELETE" and name is not None:
+            obj = self.objects.get(collection, {}).pop(f"{ns or ''}/{name}", None)
+            if obj is None:
+                return 404, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                             "status": "Failure", "reason": "NotFound", "code": 404}
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append((self.rv, collection, {"type": "DELETED", "object": obj}))
+            async with self.changed:
+                self.changed.notify_all()
             return 200, obj
         return 405, {"kind": "Status", "code": 405}
 

@@ -756,7 +756,8 @@ def check_quorum_rbac(quorum_cfg):
     """The quorum RBAC: a Role and RoleBinding in the views' namespace, nothing wider.
 
     The verbs are what src/quorum/hub.rs does: server-side apply (create the first time,
-    patch after) and a watcher (list, watch); the subject is the discovery identity.
+    patch after), a watcher (list, watch) and the deletion of its own object as it stops;
+    the subject is the discovery identity.
     """
     with open(os.path.join(REPO, "src", "config", "validate.rs"), encoding="utf-8") as f:
         m = re.search(r'DEFAULT_VIEW_NAMESPACE: &str = "([^"]+)"', f.read())
@@ -767,8 +768,8 @@ def check_quorum_rbac(quorum_cfg):
         return
     with open(os.path.join(REPO, "src", "quorum", "hub.rs"), encoding="utf-8") as f:
         hub = f.read()
-    if "Patch::Apply" not in hub or "watcher(" not in hub:
-        fail("src/quorum/hub.rs: no longer applies and watches: review the quorum RBAC's verbs")
+    if "Patch::Apply" not in hub or "watcher(" not in hub or "api.delete(" not in hub:
+        fail("src/quorum/hub.rs: no longer applies, watches and deletes: review the quorum RBAC's verbs")
     for engine in ("clusternet", "karmada"):
         f = f"{engine}/hub-quorum-rbac.yaml"
         docs = load_docs(os.path.join(DEPLOY, f))
@@ -791,13 +792,13 @@ def check_quorum_rbac(quorum_cfg):
                  f"{binding['metadata']['namespace']}; the views live in {namespace}")
         elif granted != {("", "configmaps")}:
             fail(f"deploy/{f}: grants {sorted(granted)}, the views are ConfigMaps")
-        elif verbs != {"create", "patch", "list", "watch"}:
-            fail(f"deploy/{f}: verbs {sorted(verbs)}, the views need exactly create, patch, list and watch")
+        elif verbs != {"create", "patch", "list", "watch", "delete"}:
+            fail(f"deploy/{f}: verbs {sorted(verbs)}, the views need exactly create, patch, list, watch and delete")
         elif binding["roleRef"]["name"] != role["metadata"]["name"] or bound != subjects:
             fail(f"deploy/{f}: binds {sorted(bound)} to {binding['roleRef']['name']}, "
                  f"expected {sorted(subjects)} (hub-rbac.yaml) to {role['metadata']['name']}")
         else:
-            ok(f"deploy/{f}: create, patch, list and watch on configmaps in {namespace} only")
+            ok(f"deploy/{f}: create, patch, list, watch and delete on configmaps in {namespace} only")
 
 
 # --- Prometheus, Grafana, metrics -----------------------------------------------------

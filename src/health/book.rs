@@ -88,6 +88,16 @@ impl HealthBook {
         self.decide_again(changed, now)
     }
 
+    /// Forgets the hub peer whose view object at `url` was deleted, deciding again
+    /// without its view if it counted.
+    pub fn peer_gone(&mut self, url: &str, now: SystemTime) -> Vec<Transition> {
+        let Some(peers) = self.snapshot.quorum.as_mut() else {
+            return Vec::new();
+        };
+        let changed = peers.forget(url);
+        self.decide_again(changed, now)
+    }
+
     /// Re-judges which peer views are fresh at `now` (one may have turned stale).
     pub fn refresh_quorum(&mut self, now: SystemTime) -> Vec<Transition> {
         let Some(peers) = self.snapshot.quorum.as_mut() else {

@@ -199,6 +199,11 @@ pub enum HealthInput {
         view: Result<quorum::View, String>,
         at: SystemTime,
     },
+    /// A peer's view object on the hub was deleted (its instance stopped and removed
+    /// it): the peer is forgotten. `url` names it as in [`quorum::PeerRef`].
+    PeerGone {
+        url: Arc<str>,
+    },
 }
 
 /// Longest a probe result that changed no state waits before it is published.
@@ -329,6 +334,10 @@ pub async fn run(
                 }
                 HealthInput::PeerView { peer, view, at } => {
                     let transitions = book.peer_view(&peer, view, at, SystemTime::now());
+                    log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
+                }
+                HealthInput::PeerGone { url } => {
+                    let transitions = book.peer_gone(&url, SystemTime::now());
                     log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
                 }
                 HealthInput::ClearOverride {

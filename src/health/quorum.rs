@@ -211,6 +211,22 @@ impl Peers {
         self.refresh(now)
     }
 
+    /// Forgets the hub peer whose view object at `url` was deleted (its instance stopped
+    /// and removed it): its view no longer counts, fresh or not. Configured (admin API)
+    /// peers are never forgotten. Every endpoint needs a new decision when the view was
+    /// fresh.
+    pub fn forget(&mut self, url: &str) -> Changed {
+        let Some(index) = (self.peers.iter()).position(|p| p.via == Via::Hub && *p.url == *url)
+        else {
+            return Changed::Some(Vec::new());
+        };
+        if self.peers.remove(index).fresh {
+            Changed::All
+        } else {
+            Changed::Some(Vec::new())
+        }
+    }
+
     /// Re-judges which views are fresh at `now`; every endpoint needs a new decision
     /// when that changed.
     pub fn refresh(&mut self, now: SystemTime) -> Changed {

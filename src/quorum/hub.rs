@@ -17,6 +17,11 @@
 //! turns stale by itself. An object's first sight after a (re)list is not taken for a
 //! renewal, since it may be old: it counts from its next change, at most a renewal later.
 //!
+//! An instance that stops deletes its own object (bounded by the write timeout), and its
+//! peers forget it as soon as the deletion reaches them: instances named after their pods
+//! leave nothing behind at each rollout. One that crashes leaves its object to turn
+//! stale, to be deleted by hand if the instance is gone for good.
+//!
 //! Why a ConfigMap: its `data` is the natural home of a JSON document, it holds up to
 //! 1 MiB (a Lease would carry the view in an annotation, 256 KiB for all of them, and
 //! would suggest leader election to tools that read Leases), it needs no CRD installed on
@@ -31,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -232,14 +237,16 @@ async fn publish(
 ) {
     let namespace = status.get().namespace;
     let mut failing: Option<String> = None;
+    let mut written = false;
     loop {
         let view = View::of(&instance, &snapshots.borrow_and_update(), SystemTime::now());
         let outcome = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             o = write(&api, &object, &namespace, &view, timing.timeout) => o,
         };
         match outcome {
             Ok(()) => {
+                written = true;
                 metrics.count_view_write("ok");
                 if failing.take().is_some() {
                     tracing::info!(%object, "writing this instance's quorum view on the hub again");
@@ -273,21 +280,47 @@ async fn publish(
         }
         // Until the next renewal, or a change of our own states.
         let next = tokio::time::Instant::now() + timing.renew;
-        loop {
+        let cancelled = loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => break,
+                _ = cancel.cancelled() => break true,
+                _ = tokio::time::sleep_until(next) => break false,
                 r = snapshots.changed() => {
                     if r.is_err() {
-                        return; // health has stopped
+                        break true; // health has stopped
                     }
                     let now = View::of(&instance, &snapshots.borrow_and_update(), SystemTime::now());
                     if !now.same_states(&view) {
-                        break;
+                        break false;
                     }
                 }
             }
+        };
+        if cancelled {
+            break;
         }
+    }
+    if written {
+        retire(&api, &object, timing.timeout).await;
+    }
+}
+
+/// Deletes our view object as this instance stops, so that its peers forget it at once
+/// and instances named after their pods leave nothing behind at every rollout. Bounded
+/// by `timeout`: a hub that does not answer leaves the object to turn stale, as after a
+/// crash.
+async fn retire(api: &Api<ConfigMap>, object: &str, timeout: Duration) {
+    let params = DeleteParams::default();
+    match tokio::time::timeout(timeout, api.delete(object, &params)).await {
+        Ok(Ok(_)) => tracing::info!(%object, "removed this instance's quorum view from the hub"),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%object, error = %api_error(&e), "cannot remove this instance's quorum view from the hub; it turns stale")
+        }
+        Err(_) => tracing::warn!(
+            %object,
+            "no answer from the hub within {}: this instance's quorum view is left to turn stale",
+            humantime::format_duration(timeout)
+        ),
     }
 }
 
@@ -409,9 +442,18 @@ async fn watch_views(
                     watcher::Event::Apply(cm) => (cm, true),
                     watcher::Event::InitApply(cm) => (cm, false),
                     watcher::Event::Delete(cm) => {
-                        // Its view ages out as stale, like a view no longer renewed.
-                        if let Some(name) = cm.metadata.name {
-                            seen.remove(&name);
+                        // Its instance stopped and removed it (or an operator did): the
+                        // peer is forgotten at once rather than kept as a stale view.
+                        let Some(name) = cm.metadata.name else {
+                            continue;
+                        };
+                        seen.remove(&name);
+                        if name == own {
+                            continue;
+                        }
+                        let url = format!("{base}/{name}").into();
+                        if health.send(HealthInput::PeerGone { url }).await.is_err() {
+                            return; // health has stopped
                         }
                         continue;
                     }

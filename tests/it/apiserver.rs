@@ -14,7 +14,8 @@
 //! `application/apply-patch+yaml`), which creates or replaces the object whole (each view
 //! object has a single manager, so field ownership is not merged) and stamps what a real
 //! API server stamps: `uid`, `creationTimestamp`, `resourceVersion`, and `managedFields`
-//! naming the manager. Every write is recorded for tests to inspect.
+//! naming the manager. And `DELETE` of one object (a `DELETED` event for the watches).
+//! Every write is recorded for tests to inspect.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -104,6 +105,22 @@ impl FakeApi {
         inner.history.push((rv, collection.to_owned(), line));
         drop(inner);
         let _ = self.changes.send(());
+    }
+
+    /// Deletes an object of a collection, as `DELETE` does: a `DELETED` event for the
+    /// watches, and the object as it was, if there was one.
+    pub fn delete(&self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
+        let mut inner = self.inner.lock().unwrap();
+        let key = format!("{namespace}/{name}");
+        let mut object = inner.objects.get_mut(collection)?.remove(&key)?;
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let line = json!({"type": "DELETED", "object": object});
+        inner.history.push((rv, collection.to_owned(), line));
+        drop(inner);
+        let _ = self.changes.send(());
+        Some(object)
     }
 
     /// The objects of a collection such as `api/v1/configmaps`, by "ns/name".
@@ -238,6 +255,9 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
     }
     if req.method() == axum::http::Method::PATCH && !req.uri().path().ends_with("/scale") {
         return apply(&api, req).await;
+    }
+    if req.method() == axum::http::Method::DELETE {
+        return delete(&api, req);
     }
     if req.uri().path().ends_with("/scale") {
         return scale(&api, req)
@@ -404,6 +424,34 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
         path,
         query,
         content_type,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+/// `DELETE` of one object: the object as it was, or `404` with a `Status`.
+fn delete(api: &FakeApi, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let response = if api.inner.lock().unwrap().down {
+        (StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
+    } else {
+        match parse_object_path(&path)
+            .and_then(|(collection, ns, name)| api.delete(&collection, &ns, &name))
+        {
+            Some(object) => axum::Json(object).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": "not found", "reason": "NotFound", "code": 404})),
+            )
+                .into_response(),
+        }
+    };
+    api.inner.lock().unwrap().writes.push(Write {
+        method: "DELETE".into(),
+        path,
+        query: url_decode(req.uri().query().unwrap_or("")),
+        content_type: String::new(),
         status: response.status().as_u16(),
     });
     response

@@ -307,3 +307,67 @@ async fn with_the_hub_down_views_go_stale_each_instance_decides_alone_then_recov
         g.stop().await;
     }
 }
+
+/// An instance that stops deletes its view object, and its peers forget it at once (it is
+/// not left as a stale view, nor on the hub after a rollout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_instance_removes_its_view_and_the_others_forget_it() {
+    let block = Block::new();
+    let (_ins, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let hub = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = three_instances(&block, port, &hub, dir.path()).await;
+    for g in &all {
+        eventually(LIMIT, "three fresh views", || async {
+            metric(g, "gslb_quorum_views{fresh=\"true\"} 3")
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+    let views = || {
+        hub.objects("api/v1/configmaps")
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        views(),
+        [
+            "gslb/gslb-view-gslb-1",
+            "gslb/gslb-view-gslb-2",
+            "gslb/gslb-view-gslb-3"
+        ]
+    );
+    all.pop().unwrap().stop().await;
+    assert_eq!(views(), ["gslb/gslb-view-gslb-1", "gslb/gslb-view-gslb-2"]);
+    let deletes: Vec<_> = (hub.writes().into_iter())
+        .filter(|w| w.method == "DELETE")
+        .map(|w| (w.path, w.status))
+        .collect();
+    assert_eq!(
+        deletes,
+        [(
+            "/api/v1/namespaces/gslb/configmaps/gslb-view-gslb-3".to_owned(),
+            200
+        )]
+    );
+    // Forgotten, not stale: no view counts as stale, and gslb-3 is not among the peers.
+    for g in &all {
+        eventually(LIMIT, "gslb-3 forgotten", || async {
+            let s = status(g).await;
+            let peers = s["quorum"]["peers"].as_array().unwrap().clone();
+            (metric(g, "gslb_quorum_views{fresh=\"true\"} 2").await
+                && metric(g, "gslb_quorum_views{fresh=\"false\"} 0").await
+                && peers.len() == 1
+                && !peers[0]["url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("gslb-view-gslb-3"))
+            .then_some(())
+        })
+        .await;
+    }
+    for g in all {
+        g.stop().await;
+    }
+}

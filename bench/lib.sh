@@ -454,3 +454,30 @@ bench_versions() {
   [ -x "$HICKORY_BIN" ] && echo "hickory-dns $("$HICKORY_BIN" --version 2>/dev/null | awk '{print $NF}')"
   return 0
 }
+
+# Ends a gslb run under callgrind whose profile is already dumped (callgrind_control -d):
+# under valgrind gslb can hang in its shutdown (natively it stops in about a second), so
+# it gets 20 s after SIGTERM, then it and its children are killed.
+bench_callgrind_stop() {
+  local pid=$1 deadline p
+  kill "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + 20))
+  while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  for p in $(bench_tree "$pid"); do kill -9 "$p" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
+}
+
+# The top $2 functions of callgrind profile $1, exclusive (self) then inclusive.
+bench_callgrind_report() {
+  local file=$1 top=$2
+  echo
+  echo "== top $top functions, exclusive (self) instructions"
+  callgrind_annotate --threshold=100 "$file" 2>/dev/null |
+    awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$top" || true
+  echo
+  echo "== top $top functions, inclusive"
+  callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
+    awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$top" || true
+  echo
+  echo "kept: $file (callgrind_annotate --inclusive=yes --tree=caller $file)"
+}

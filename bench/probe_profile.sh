@@ -95,12 +95,7 @@ callgrind_control -i on "$gslb_pid" >/dev/null
 sleep "$WINDOW"
 callgrind_control -i off "$gslb_pid" >/dev/null
 callgrind_control -d "$gslb_pid" >/dev/null
-# Under valgrind gslb can be slow to stop: the profile is dumped, so end it after 20 s.
-kill "$gslb_pid" 2>/dev/null || true
-deadline=$((SECONDS + 20))
-while kill -0 "$gslb_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-for p in $(bench_tree "$gslb_pid"); do kill -9 "$p" 2>/dev/null || true; done
-wait "$gslb_pid" 2>/dev/null || true
+bench_callgrind_stop "$gslb_pid"
 
 set +o pipefail
 file=$(ls -S "$out"* | head -1)
@@ -133,13 +128,4 @@ EOF
 echo
 echo "$N $KIND targets, ${WINDOW}s instrumented: $probes probes (connect calls)," \
   "$total instructions; per probe: $(awk -v t="$total" -v p="$probes" 'BEGIN { printf "%.0f", t / p }')"
-echo
-echo "== top $TOP functions, exclusive (self) instructions"
-callgrind_annotate --threshold=100 "$file" 2>/dev/null |
-  awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$TOP"
-echo
-echo "== top $TOP functions, inclusive"
-callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
-  awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$TOP"
-echo
-echo "kept: $file (callgrind_annotate --inclusive=yes --tree=caller $file)"
+bench_callgrind_report "$file" "$TOP"

@@ -134,13 +134,7 @@ bench_spawn "$work/dnsperf.out" timeout 330 dnsperf -s 127.0.0.1 -p "$PORT" -d "
 wait "$bench_last_pid" || { cat "$work/dnsperf.out" >&2; bench_die "dnsperf failed"; }
 callgrind_control -i off "$gslb_pid" >/dev/null
 callgrind_control -d "$gslb_pid" >/dev/null
-# Under valgrind gslb can hang in its shutdown (natively it stops in about a second):
-# the profile is already dumped, so give it 20 s, then end it.
-kill "$gslb_pid" 2>/dev/null || true
-deadline=$((SECONDS + 20))
-while kill -0 "$gslb_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-for p in $(bench_tree "$gslb_pid"); do kill -9 "$p" 2>/dev/null || true; done
-wait "$gslb_pid" 2>/dev/null || true
+bench_callgrind_stop "$gslb_pid"
 
 # The report below pipes into head: a closed pipe upstream is not a failure.
 set +o pipefail
@@ -152,13 +146,4 @@ total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(","
 echo
 echo "queries answered: $completed (lost: $lost); instructions while loaded: $total;" \
   "per answered query: $(awk -v t="$total" -v q="$completed" 'BEGIN { printf "%.0f", t / q }')"
-echo
-echo "== top $TOP functions, exclusive (self) instructions"
-callgrind_annotate --threshold=100 "$file" 2>/dev/null |
-  awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$TOP"
-echo
-echo "== top $TOP functions, inclusive"
-callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
-  awk '/^-+$/ {n++} n >= 3' | grep -v '^-' | sed '/^$/d' | head -"$TOP"
-echo
-echo "kept: $file (callgrind_annotate --inclusive=yes --tree=caller $file)"
+bench_callgrind_report "$file" "$TOP"

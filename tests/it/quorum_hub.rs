@@ -74,6 +74,18 @@ async fn metric(gslb: &Gslb, line: &str) -> bool {
     gslb.get("/metrics").await.1.lines().any(|l| l == line)
 }
 
+/// Waits until every instance counts three fresh views (its own and both others').
+async fn three_fresh_views(all: &[Gslb]) {
+    for g in all {
+        eventually(LIMIT, "three fresh views", || async {
+            metric(g, "gslb_quorum_views{fresh=\"true\"} 3")
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_hub_a_blind_instance_is_outvoted_and_all_switch_when_the_ingress_fails() {
     let block = Block::new();
@@ -236,14 +248,7 @@ async fn with_the_hub_down_views_go_stale_each_instance_decides_alone_then_recov
     let dir = tempfile::tempdir().unwrap();
     let all = three_instances(&block, port, &hub, dir.path()).await;
     let (one, two) = (block.ip(1).to_string(), block.ip(2).to_string());
-    for g in &all {
-        eventually(LIMIT, "three fresh views", || async {
-            metric(g, "gslb_quorum_views{fresh=\"true\"} 3")
-                .await
-                .then_some(())
-        })
-        .await;
-    }
+    three_fresh_views(&all).await;
     // Once the others' views say up (not unknown), gslb-3 is outvoted.
     eventually(LIMIT, "gslb-3 outvoted", || async {
         (answer(&all[2]).await == [one.clone()]).then_some(())
@@ -317,14 +322,7 @@ async fn a_stopping_instance_removes_its_view_and_the_others_forget_it() {
     let hub = FakeApi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut all = three_instances(&block, port, &hub, dir.path()).await;
-    for g in &all {
-        eventually(LIMIT, "three fresh views", || async {
-            metric(g, "gslb_quorum_views{fresh=\"true\"} 3")
-                .await
-                .then_some(())
-        })
-        .await;
-    }
+    three_fresh_views(&all).await;
     let views = || {
         hub.objects("api/v1/configmaps")
             .into_keys()

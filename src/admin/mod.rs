@@ -293,16 +293,15 @@ async fn view(
 }
 
 async fn status(State(s): State<AdminState>) -> Response {
-    let (health, table) = s.current();
-    let ready = s.ready.load(Ordering::Acquire);
-    let dns = s.dns_addrs.clone();
-    let sources = s.discovery.sources();
-    let hub = s.quorum_hub.as_ref().map(|h| h.get());
+    // All of it off the async workers, the table too when the planner has not yet
+    // built the current inventory's (see `AdminState::current`).
     json_stream(move || {
-        let mut report = status::report(&health.inventory, &health, &table, ready, &dns);
-        report.sources = sources;
-        if let (Some(q), Some(hub)) = (report.quorum.as_mut(), hub) {
-            q.hub = Some(hub);
+        let (health, table) = s.current();
+        let ready = s.ready.load(Ordering::Acquire);
+        let mut report = status::report(&health.inventory, &health, &table, ready, &s.dns_addrs);
+        report.sources = s.discovery.sources();
+        if let (Some(q), Some(hub)) = (report.quorum.as_mut(), &s.quorum_hub) {
+            q.hub = Some(hub.get());
         }
         report
     })

@@ -147,10 +147,16 @@ users:
             await self.put(collection, obj)
             return 200, obj
         if method == "DELETE" and name is not None:
-            obj = self.objects.get(collection, {}).pop(f"{ns or ''}/{name}", None)
-            if obj is None:
+            key = f"{ns or ''}/{name}"
+            store = self.objects.get(collection, {})
+            if key not in store:
                 return 404, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                              "status": "Failure", "reason": "NotFound", "code": 404}
+            want = (json.loads(body or b"{}").get("preconditions") or {}).get("resourceVersion")
+            if want is not None and store[key]["metadata"]["resourceVersion"] != want:
+                return 409, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                             "status": "Failure", "reason": "Conflict", "code": 409}
+            obj = store.pop(key)
             self.rv += 1
             obj["metadata"]["resourceVersion"] = str(self.rv)
             self.history.append((self.rv, collection, {"type": "DELETED", "object": obj}))

@@ -357,6 +357,9 @@ async fn apply_inventories(
     discovered: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
+    // Set when the probes of the current inventory could not be started: the next
+    // inventory starts them, even with the same endpoints.
+    let mut unprobed = false;
     loop {
         let mut inventory = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -371,7 +374,8 @@ async fn apply_inventories(
             },
         };
         // Probes are replaced when what they probe, or how, changed.
-        let same_endpoints = inventory.endpoint_keys() == current.endpoint_keys()
+        let same_endpoints = !unprobed
+            && inventory.endpoint_keys() == current.endpoint_keys()
             && inventory
                 .apps
                 .iter()
@@ -394,11 +398,13 @@ async fn apply_inventories(
         }
         if !same_endpoints {
             // Replacing the set drops the old one, which aborts its tasks.
+            unprobed = false;
             match probe::spawn_all(&inventory, probe_source, health.clone()) {
                 Ok(set) => probes = set,
                 Err(e) => {
                     // The old probes' reports are of the replaced inventory: stop them.
                     probes.abort_all();
+                    unprobed = true;
                     tracing::error!(error = %e, "cannot start the probes of the new inventory")
                 }
             }

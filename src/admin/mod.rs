@@ -314,26 +314,31 @@ const JSON_CHUNK: usize = 64 * 1024;
 /// at a time as it is written. At 10,000 targets a status is 4.8 MB of JSON and 40 ms of
 /// CPU: built and serialized whole on an async worker, it held probes back for as long,
 /// and its buffer (twice over while it grew) was the peak of gslb's resident memory.
-/// A value that fails to serialize (none does: every map has string keys) ends the
-/// body early, which the client sees as a cut response.
+/// A value that fails to serialize (none does: every map has string keys), or a panic
+/// while making it, aborts the response mid-body, so the client sees a cut response
+/// rather than a complete-looking truncated one.
 fn json_stream<T, F>(make: F) -> Response
 where
     T: serde::Serialize,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
     tokio::task::spawn_blocking(move || {
         let mut out = ChunkWriter {
             buf: Vec::with_capacity(JSON_CHUNK),
             tx,
+            done: false,
         };
-        if serde_json::to_writer(&mut out, &make()).is_ok() && !out.buf.is_empty() {
-            let _ = out.send();
+        match serde_json::to_writer(&mut out, &make()) {
+            Ok(()) if out.buf.is_empty() => out.done = true,
+            Ok(()) => out.done = out.send().is_ok(),
+            Err(e) if e.is_io() => {} // the client is gone
+            Err(e) => tracing::error!(error = %e, "cannot serialize an admin API response"),
         }
     });
     let chunks = futures::stream::unfold(rx, |mut rx| async move {
         let chunk = rx.recv().await?;
-        Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+        Some((chunk, rx))
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -342,10 +347,13 @@ where
         .into_response()
 }
 
-/// Collects serialized bytes and hands them on in chunks of about [`JSON_CHUNK`].
+/// Collects serialized bytes and hands them on in chunks of about [`JSON_CHUNK`]. Dropped
+/// before the whole value was sent (an error, a panic), it sends an error, which aborts
+/// the response.
 struct ChunkWriter {
     buf: Vec<u8>,
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    done: bool,
 }
 
 impl ChunkWriter {
@@ -353,8 +361,17 @@ impl ChunkWriter {
     fn send(&mut self) -> std::io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(JSON_CHUNK));
         self.tx
-            .blocking_send(chunk)
+            .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let cut = std::io::Error::other("the response could not be made whole");
+            let _ = self.tx.blocking_send(Err(cut));
+        }
     }
 }
 
@@ -392,6 +409,21 @@ mod tests {
                 .all(|c| !c.is_empty() && c.len() < 2 * JSON_CHUNK)
         );
         assert_eq!(chunks.concat(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_response_that_cannot_be_made_is_cut_not_completed() {
+        let response = json_stream(|| -> Vec<u8> { panic!("no report") });
+        let chunks: Vec<_> = response.into_body().into_data_stream().collect().await;
+        assert!(chunks.last().is_some_and(Result::is_err), "{chunks:?}");
+        // A map with non-string keys does not serialize to JSON.
+        let bad = || std::collections::BTreeMap::from([((1, 2), "x")]);
+        let chunks: Vec<_> = json_stream(bad)
+            .into_body()
+            .into_data_stream()
+            .collect()
+            .await;
+        assert!(chunks.last().is_some_and(Result::is_err), "{chunks:?}");
     }
 
     #[tokio::test]

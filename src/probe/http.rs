@@ -211,7 +211,7 @@ struct Head {
 /// How a response body ends (RFC 9112 section 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
-    /// 204 and 304: no body.
+    /// 101, 204 and 304: no body.
     Empty,
     Chunked,
     Length(u64),
@@ -248,7 +248,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
 
 /// How the body of a response with `status` and `fields` is framed.
 fn framing(status: u16, fields: &[httparse::Header<'_>]) -> Result<Framing, String> {
-    if matches!(status, 204 | 304) {
+    // 101 Switching Protocols ends HTTP on the connection: no body either.
+    if matches!(status, 101 | 204 | 304) {
         return Ok(Framing::Empty);
     }
     let values = |name: &'static str| {
@@ -370,6 +371,10 @@ impl Chunks {
         let done = loop {
             match self.left {
                 None => match httparse::parse_chunk_size(&raw[pos..]) {
+                    // httparse reads a line without digits as 0: that is no last chunk.
+                    Ok(httparse::Status::Complete((_, 0))) if !raw[pos].is_ascii_hexdigit() => {
+                        return Err(bad("bad chunk size"));
+                    }
                     Ok(httparse::Status::Complete((used, 0))) => {
                         pos += used;
                         break true; // the last chunk; trailers are not read
@@ -675,7 +680,7 @@ mod tests {
 
     #[tokio::test]
     async fn broken_responses_fail_the_probe_with_what_was_wrong() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 7] = [
             (
                 b"",
                 "failure: connection closed before a complete response head",
@@ -698,6 +703,10 @@ mod tests {
             ),
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "failure: HTTP 200, invalid chunked body: bad chunk size",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\ny\r\n\r\n1\r\nx\r\n0\r\n\r\n",
                 "failure: HTTP 200, invalid chunked body: bad chunk size",
             ),
         ];

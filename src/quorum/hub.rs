@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -237,16 +237,17 @@ async fn publish(
 ) {
     let namespace = status.get().namespace;
     let mut failing: Option<String> = None;
-    let mut written = false;
+    // The resourceVersion of our last write: the object is deleted at the stop only if
+    // it is still that version (not a successor's write under the same name).
+    let mut written: Option<String> = None;
     loop {
         let view = View::of(&instance, &snapshots.borrow_and_update(), SystemTime::now());
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => break,
-            o = write(&api, &object, &namespace, &view, timing.timeout) => o,
-        };
+        // Not cut short by a stop: a write dropped in flight may still be applied after
+        // the deletion below and bring the object back. It is bounded by its timeout.
+        let outcome = write(&api, &object, &namespace, &view, timing.timeout).await;
         match outcome {
-            Ok(()) => {
-                written = true;
+            Ok(rv) => {
+                written = Some(rv);
                 metrics.count_view_write("ok");
                 if failing.take().is_some() {
                     tracing::info!(%object, "writing this instance's quorum view on the hub again");
@@ -299,20 +300,30 @@ async fn publish(
             break;
         }
     }
-    if written {
-        retire(&api, &object, timing.timeout).await;
+    if let Some(rv) = written {
+        retire(&api, &object, rv, timing.timeout).await;
     }
 }
 
 /// Deletes our view object as this instance stops, so that its peers forget it at once
-/// and instances named after their pods leave nothing behind at every rollout. Bounded
-/// by `timeout`: a hub that does not answer leaves the object to turn stale, as after a
-/// crash.
-async fn retire(api: &Api<ConfigMap>, object: &str, timeout: Duration) {
-    let params = DeleteParams::default();
+/// and instances named after their pods leave nothing behind at every rollout: only if
+/// it is still at `rv`, our last write. Bounded by `timeout`: a hub that does not answer
+/// leaves the object to turn stale, as after a crash.
+async fn retire(api: &Api<ConfigMap>, object: &str, rv: String, timeout: Duration) {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: Some(rv),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
     match tokio::time::timeout(timeout, api.delete(object, &params)).await {
         Ok(Ok(_)) => tracing::info!(%object, "removed this instance's quorum view from the hub"),
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+        // Gone already, or written since by another instance of the same name (a new pod
+        // that started before this one stopped): not ours to delete.
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => {
+            tracing::info!(%object, "this instance's quorum view on the hub is gone or written by a successor: left as it is")
+        }
         Ok(Err(e)) => {
             tracing::warn!(%object, error = %api_error(&e), "cannot remove this instance's quorum view from the hub; it turns stale")
         }
@@ -350,18 +361,18 @@ fn body(object: &str, namespace: &str, view: &View) -> Result<serde_json::Value,
     }))
 }
 
-/// One server-side apply of the view object.
+/// One server-side apply of the view object: the resourceVersion it was stored at.
 async fn write(
     api: &Api<ConfigMap>,
     object: &str,
     namespace: &str,
     view: &View,
     timeout: Duration,
-) -> Result<(), WriteError> {
+) -> Result<String, WriteError> {
     let body = body(object, namespace, view)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match tokio::time::timeout(timeout, api.patch(object, &params, &Patch::Apply(&body))).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(stored)) => Ok(stored.metadata.resource_version.unwrap_or_default()),
         Ok(Err(e)) => Err(WriteError::Failed(api_error(&e))),
         Err(_) => Err(WriteError::Failed(format!(
             "no answer within {}",
@@ -407,6 +418,9 @@ async fn watch_views(
     let mut events = watcher(api, config).backoff(Retry(retry)).boxed();
     // The resourceVersion last seen of each object, by name.
     let mut seen: HashMap<String, String> = HashMap::new();
+    // The names of a (re)list in progress: objects deleted while the watch was broken
+    // send no event, so those the list no longer has are forgotten at its end.
+    let mut relisted: Option<std::collections::HashSet<String>> = None;
     let mut failing = false;
     loop {
         let event = tokio::select! {
@@ -440,7 +454,12 @@ async fn watch_views(
                 }
                 match event {
                     watcher::Event::Apply(cm) => (cm, true),
-                    watcher::Event::InitApply(cm) => (cm, false),
+                    watcher::Event::InitApply(cm) => {
+                        if let (Some(names), Some(name)) = (&mut relisted, &cm.metadata.name) {
+                            names.insert(name.clone());
+                        }
+                        (cm, false)
+                    }
                     watcher::Event::Delete(cm) => {
                         // Its instance stopped and removed it (or an operator did): the
                         // peer is forgotten at once rather than kept as a stale view.
@@ -457,7 +476,25 @@ async fn watch_views(
                         }
                         continue;
                     }
-                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                    watcher::Event::Init => {
+                        relisted = Some(std::collections::HashSet::new());
+                        continue;
+                    }
+                    watcher::Event::InitDone => {
+                        let listed = relisted.take().unwrap_or_default();
+                        let gone: Vec<String> = (seen.keys())
+                            .filter(|n| !listed.contains(*n))
+                            .cloned()
+                            .collect();
+                        for name in gone {
+                            seen.remove(&name);
+                            let url = format!("{base}/{name}").into();
+                            if health.send(HealthInput::PeerGone { url }).await.is_err() {
+                                return; // health has stopped
+                            }
+                        }
+                        continue;
+                    }
                 }
             }
         };

@@ -57,6 +57,8 @@ pub struct Write {
     pub content_type: String,
     /// The status the stand-in answered.
     pub status: u16,
+    /// A `DELETE`'s `preconditions.resourceVersion`.
+    pub precondition: Option<String>,
 }
 
 #[derive(Clone)]
@@ -159,6 +161,15 @@ impl FakeApi {
             .collect()
     }
 
+    /// Removes an object without a `DELETED` event, as a deletion made while a client's
+    /// watch was broken looks to it: only a new list shows it gone.
+    pub fn remove_unseen(&self, collection: &str, namespace: &str, name: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(objects) = inner.objects.get_mut(collection) {
+            objects.remove(&format!("{namespace}/{name}"));
+        }
+    }
+
     /// Open watches end and the next ones get `410 Gone`, so clients must list again.
     pub fn expire_watches(&self) {
         self.inner.lock().unwrap().gone = true;
@@ -257,7 +268,7 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
         return apply(&api, req).await;
     }
     if req.method() == axum::http::Method::DELETE {
-        return delete(&api, req);
+        return delete(&api, req).await;
     }
     if req.uri().path().ends_with("/scale") {
         return scale(&api, req)
@@ -425,34 +436,53 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
         query,
         content_type,
         status: response.status().as_u16(),
+        precondition: None,
     });
     response
 }
 
-/// `DELETE` of one object: the object as it was, or `404` with a `Status`.
-fn delete(api: &FakeApi, req: Request) -> Response {
+/// `DELETE` of one object, honouring `preconditions.resourceVersion` in the body's
+/// DeleteOptions: the object as it was, `404` or `409` with a `Status`.
+async fn delete(api: &FakeApi, req: Request) -> Response {
     let path = req.uri().path().to_owned();
+    let query = url_decode(req.uri().query().unwrap_or(""));
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let precondition = options["preconditions"]["resourceVersion"].as_str();
+    let failure = |code: StatusCode, reason: &str| {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": reason, "reason": reason, "code": code.as_u16()});
+        (code, axum::Json(body)).into_response()
+    };
     let response = if api.inner.lock().unwrap().down {
         (StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
-    } else {
-        match parse_object_path(&path)
-            .and_then(|(collection, ns, name)| api.delete(&collection, &ns, &name))
-        {
-            Some(object) => axum::Json(object).into_response(),
-            None => (
-                StatusCode::NOT_FOUND,
-                axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                    "status": "Failure", "message": "not found", "reason": "NotFound", "code": 404})),
-            )
-                .into_response(),
+    } else if let Some((collection, ns, name)) = parse_object_path(&path) {
+        let stored = api
+            .objects(&collection)
+            .get(&format!("{ns}/{name}"))
+            .cloned();
+        match stored {
+            None => failure(StatusCode::NOT_FOUND, "NotFound"),
+            Some(o) if precondition.is_some_and(|rv| o["metadata"]["resourceVersion"] != rv) => {
+                failure(StatusCode::CONFLICT, "Conflict")
+            }
+            Some(_) => match api.delete(&collection, &ns, &name) {
+                Some(object) => axum::Json(object).into_response(),
+                None => failure(StatusCode::NOT_FOUND, "NotFound"),
+            },
         }
+    } else {
+        failure(StatusCode::NOT_FOUND, "NotFound")
     };
     api.inner.lock().unwrap().writes.push(Write {
         method: "DELETE".into(),
         path,
-        query: url_decode(req.uri().query().unwrap_or("")),
+        query,
         content_type: String::new(),
         status: response.status().as_u16(),
+        precondition: precondition.map(str::to_owned),
     });
     response
 }

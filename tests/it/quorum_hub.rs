@@ -340,15 +340,14 @@ async fn a_stopping_instance_removes_its_view_and_the_others_forget_it() {
     assert_eq!(views(), ["gslb/gslb-view-gslb-1", "gslb/gslb-view-gslb-2"]);
     let deletes: Vec<_> = (hub.writes().into_iter())
         .filter(|w| w.method == "DELETE")
-        .map(|w| (w.path, w.status))
         .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert_eq!(
-        deletes,
-        [(
-            "/api/v1/namespaces/gslb/configmaps/gslb-view-gslb-3".to_owned(),
-            200
-        )]
+        (deletes[0].path.as_str(), deletes[0].status),
+        ("/api/v1/namespaces/gslb/configmaps/gslb-view-gslb-3", 200)
     );
+    // Only the version it wrote last: a successor's write under the same name is kept.
+    assert!(deletes[0].precondition.is_some(), "{deletes:?}");
     // Forgotten, not stale: no view counts as stale, and gslb-3 is not among the peers.
     for g in &all {
         eventually(LIMIT, "gslb-3 forgotten", || async {
@@ -362,6 +361,62 @@ async fn a_stopping_instance_removes_its_view_and_the_others_forget_it() {
                     .unwrap()
                     .ends_with("gslb-view-gslb-3"))
             .then_some(())
+        })
+        .await;
+    }
+    for g in all {
+        g.stop().await;
+    }
+}
+
+/// A view object deleted while the watch was broken sends no event: the relist that
+/// follows shows it gone, and its peer is forgotten then (not kept as a stale view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_deleted_during_a_watch_gap_is_forgotten_at_the_relist() {
+    let block = Block::new();
+    let (_ins, port) = stand_ins(&block, &["guangzhou-01", "guangzhou-02"]).await;
+    let hub = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let all = three_instances(&block, port, &hub, dir.path()).await;
+    three_fresh_views(&all).await;
+    // A fourth instance's view, written as gslb-3's, by hand.
+    let configmaps = "api/v1/configmaps";
+    let mut ghost = hub.objects(configmaps)["gslb/gslb-view-gslb-3"].clone();
+    ghost["metadata"]["name"] = "gslb-view-ghost".into();
+    let view = ghost["data"]["view.json"].as_str().unwrap();
+    let view = view.replace("\"gslb-3\"", "\"ghost\"");
+    assert!(view.contains("\"ghost\""), "{view}");
+    ghost["data"]["view.json"] = view.into();
+    hub.put(configmaps, ghost);
+    // Peers by the name of their view object, as each instance lists them.
+    let peers = |s: Value| -> Vec<String> {
+        (s["quorum"]["peers"].as_array().unwrap().iter())
+            .map(|p| {
+                p["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    for g in &all {
+        eventually(LIMIT, "the ghost among the peers", || async {
+            (peers(status(g).await).contains(&"gslb-view-ghost".to_owned())).then_some(())
+        })
+        .await;
+    }
+    hub.remove_unseen(configmaps, "gslb", "gslb-view-ghost");
+    hub.expire_watches();
+    for g in &all {
+        eventually(LIMIT, "the ghost forgotten after the relist", || async {
+            let listed = peers(status(g).await);
+            (listed.len() == 2
+                && !listed.contains(&"gslb-view-ghost".to_owned())
+                && metric(g, "gslb_quorum_views{fresh=\"false\"} 0").await)
+                .then_some(())
         })
         .await;
     }

@@ -39,9 +39,9 @@ work="$(mktemp -d /tmp/gslb-probe-floor.XXXXXX)"
 . bench/lib.sh
 bench_init
 
-for tool in cc python3 taskset; do
-  command -v "$tool" >/dev/null || bench_die "$tool is missing"
-done
+bench_need cc gcc
+bench_need python3 python3
+bench_need taskset util-linux
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 2 ] && [ "$N" -le 64000 ] || bench_die "N is 2 to 64000"
 [[ "$WINDOW" =~ ^[0-9]+$ ]] && [ "$WINDOW" -ge 2 ] || bench_die "WINDOW is at least 2 s"
 if [ "$GDNSD" = 1 ] && ! command -v gdnsd >/dev/null; then

@@ -68,9 +68,9 @@ work="$(mktemp -d /tmp/gslb-probe-scale.XXXXXX)"
 . bench/lib.sh
 bench_init
 
-for tool in python3 curl taskset; do
-  command -v "$tool" >/dev/null || bench_die "$tool is missing"
-done
+bench_need python3 python3
+bench_need curl curl
+bench_need taskset util-linux
 case "$KIND" in tcp | http) ;; *) bench_die "KIND is tcp or http" ;; esac
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] && [ "$N" -le 64000 ] || bench_die "N is 1 to 64000"
 [[ "$WINDOW" =~ ^[0-9]+$ ]] && [ "$WINDOW" -ge 2 ] || bench_die "WINDOW is a whole number of seconds, at least 2"

@@ -230,11 +230,11 @@ pub async fn run(
     let mut series = probe_series(&inventory, &metrics);
     let mut alone = None;
     set_quorum_views(&metrics, book.snapshot(), &mut alone);
-    let mut last_publish = tokio::time::Instant::now();
     let mut unpublished = false;
     // The publish timer is kept and moved only when a snapshot is published, rather than
     // made anew for every batch: at thousands of probes a second, batches are many.
-    let publish_timer = tokio::time::sleep_until(last_publish + PUBLISH_EVERY);
+    // Its deadline is when the last snapshot was published plus PUBLISH_EVERY.
+    let publish_timer = tokio::time::sleep_until(tokio::time::Instant::now() + PUBLISH_EVERY);
     tokio::pin!(publish_timer);
     loop {
         let expiry = book.next_expiry().map(|t| {
@@ -258,9 +258,7 @@ pub async fn run(
                 let transitions = book.refresh_quorum(SystemTime::now());
                 log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
                 set_quorum_views(&metrics, book.snapshot(), &mut alone);
-                publish.send_replace(Arc::new(book.snapshot().clone()));
-                last_publish = tokio::time::Instant::now();
-                publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
+                publish_now(&publish, &book, publish_timer.as_mut());
                 unpublished = false;
                 continue;
             }
@@ -273,9 +271,7 @@ pub async fn run(
                 log_transitions(&inventory, &metrics, &transitions, "", book.snapshot());
             }
             () = &mut publish_timer, if unpublished => {
-                publish.send_replace(Arc::new(book.snapshot().clone()));
-                last_publish = tokio::time::Instant::now();
-                publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
+                publish_now(&publish, &book, publish_timer.as_mut());
                 unpublished = false;
                 continue;
             }
@@ -413,10 +409,8 @@ pub async fn run(
             || book.snapshot().steadiness != steadiness_before
             || !applied.is_empty()
             || had_replies;
-        if urgent || last_publish.elapsed() >= PUBLISH_EVERY {
-            publish.send_replace(Arc::new(book.snapshot().clone()));
-            last_publish = tokio::time::Instant::now();
-            publish_timer.as_mut().reset(last_publish + PUBLISH_EVERY);
+        if urgent || publish_timer.deadline() <= tokio::time::Instant::now() {
+            publish_now(&publish, &book, publish_timer.as_mut());
             unpublished = false;
         } else {
             unpublished = true;
@@ -466,6 +460,16 @@ fn apply_report(
             book.snapshot(),
         );
     }
+}
+
+/// Publishes the book's snapshot now, and moves the publish timer to PUBLISH_EVERY later.
+fn publish_now(
+    publish: &watch::Sender<Arc<HealthSnapshot>>,
+    book: &HealthBook,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) {
+    publish.send_replace(Arc::new(book.snapshot().clone()));
+    timer.reset(tokio::time::Instant::now() + PUBLISH_EVERY);
 }
 
 /// One log line and one count per target transition.

@@ -58,11 +58,8 @@ impl Check {
     /// and a short human description.
     async fn attempt(&self) -> (Outcome, Cow<'static, str>) {
         match self {
-            // Boxed: an HTTP(S) exchange (connect, TLS, HTTP/1.1) is a future of a few
-            // KiB, which would otherwise sit in every endpoint's task, TCP ones included,
-            // between probes too; boxed, it exists only while it runs.
             Check::Http(c) => {
-                let (outcome, detail) = Box::pin(c.run()).await;
+                let (outcome, detail) = c.run().await;
                 (outcome, Cow::Owned(detail))
             }
             Check::Tcp(c) => c.run().await,
@@ -139,6 +136,9 @@ async fn run_endpoint(
         timer.as_mut().reset(start + spec.timeout);
         let (outcome, detail) = tokio::select! {
             biased;
+            // Boxed: an HTTP(S) exchange (connect, TLS, HTTP/1.1) is a future of a few
+            // KiB, which would otherwise sit in every endpoint's task, TCP ones included,
+            // between probes too; boxed, it exists only while it runs.
             r = Box::pin(check.attempt()) => r,
             () = timer.as_mut() => (
                 Outcome::Timeout,

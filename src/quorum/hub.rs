@@ -470,7 +470,7 @@ async fn watch_views(
                         if name == own {
                             continue;
                         }
-                        let url = format!("{base}/{name}").into();
+                        let url = peer_url(&base, &name);
                         if health.send(HealthInput::PeerGone { url }).await.is_err() {
                             return; // health has stopped
                         }
@@ -488,7 +488,7 @@ async fn watch_views(
                             .collect();
                         for name in gone {
                             seen.remove(&name);
-                            let url = format!("{base}/{name}").into();
+                            let url = peer_url(&base, &name);
                             if health.send(HealthInput::PeerGone { url }).await.is_err() {
                                 return; // health has stopped
                             }
@@ -520,7 +520,7 @@ async fn watch_views(
             });
         let input = HealthInput::PeerView {
             peer: PeerRef {
-                url: format!("{base}/{name}").into(),
+                url: peer_url(&base, &name),
                 via: Via::Hub,
             },
             view,
@@ -530,6 +530,12 @@ async fn watch_views(
             return; // health has stopped
         }
     }
+}
+
+/// How a peer is named to health: the URL of its view object (`base` is the
+/// collection's).
+fn peer_url(base: &str, name: &str) -> Arc<str> {
+    format!("{base}/{name}").into()
 }
 
 /// Whether an object at `rv`, last seen at `before`, was written since: a change seen

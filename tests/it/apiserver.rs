@@ -327,38 +327,33 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
         .unwrap_or("")
         .to_owned();
     let body = axum::body::to_bytes(req.into_body(), 3 << 20).await;
-    let status = |code: StatusCode, reason: &str, message: String| {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code.as_u16()});
-        (code, axum::Json(body)).into_response()
-    };
     let response = (|| {
         if api.inner.lock().unwrap().down {
             return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
         }
         let Some((collection, ns, name)) = parse_object_path(&path) else {
-            return status(
+            return failure(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("no such path {path}"),
             );
         };
         if content_type != "application/apply-patch+yaml" {
-            return status(
+            return failure(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedMediaType",
                 format!("the stand-in only takes server-side apply, not {content_type}"),
             );
         }
         let Some(manager) = query.get("fieldManager").cloned() else {
-            return status(
+            return failure(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "PATCH, application/apply-patch+yaml: fieldManager is required".into(),
             );
         };
         let Ok(Ok(mut object)) = body.map(|b| serde_json::from_slice::<Value>(&b)) else {
-            return status(
+            return failure(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "not an object".into(),
@@ -367,7 +362,7 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
         if object["metadata"]["name"] != name.as_str()
             || object["metadata"]["namespace"] != ns.as_str()
         {
-            return status(
+            return failure(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "the name and namespace of the body must match the path".into(),
@@ -383,7 +378,7 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
             })
             .unwrap_or(0);
         if size > 1024 * 1024 {
-            return status(
+            return failure(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid",
                 format!(
@@ -441,6 +436,13 @@ async fn apply(api: &FakeApi, req: Request) -> Response {
     response
 }
 
+/// A `Status` failure, as the API server answers one.
+fn failure(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    (code, axum::Json(body)).into_response()
+}
+
 /// `DELETE` of one object, honouring `preconditions.resourceVersion` in the body's
 /// DeleteOptions: the object as it was, `404` or `409` with a `Status`.
 async fn delete(api: &FakeApi, req: Request) -> Response {
@@ -451,11 +453,6 @@ async fn delete(api: &FakeApi, req: Request) -> Response {
         .unwrap_or_default();
     let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let precondition = options["preconditions"]["resourceVersion"].as_str();
-    let failure = |code: StatusCode, reason: &str| {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": reason, "reason": reason, "code": code.as_u16()});
-        (code, axum::Json(body)).into_response()
-    };
     let response = if api.inner.lock().unwrap().down {
         (StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
     } else if let Some((collection, ns, name)) = parse_object_path(&path) {
@@ -464,17 +461,17 @@ async fn delete(api: &FakeApi, req: Request) -> Response {
             .get(&format!("{ns}/{name}"))
             .cloned();
         match stored {
-            None => failure(StatusCode::NOT_FOUND, "NotFound"),
+            None => failure(StatusCode::NOT_FOUND, "NotFound", "NotFound".to_owned()),
             Some(o) if precondition.is_some_and(|rv| o["metadata"]["resourceVersion"] != rv) => {
-                failure(StatusCode::CONFLICT, "Conflict")
+                failure(StatusCode::CONFLICT, "Conflict", "Conflict".to_owned())
             }
             Some(_) => match api.delete(&collection, &ns, &name) {
                 Some(object) => axum::Json(object).into_response(),
-                None => failure(StatusCode::NOT_FOUND, "NotFound"),
+                None => failure(StatusCode::NOT_FOUND, "NotFound", "NotFound".to_owned()),
             },
         }
     } else {
-        failure(StatusCode::NOT_FOUND, "NotFound")
+        failure(StatusCode::NOT_FOUND, "NotFound", "NotFound".to_owned())
     };
     api.inner.lock().unwrap().writes.push(Write {
         method: "DELETE".into(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::apiserver::FakeApi;
-use crate::harness::{Block, Gslb, config, eventually, gslb_run, stand_ins};
+use crate::harness::{Block, Gslb, config, eventually, gslb_run, metric, stand_ins};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -134,10 +134,6 @@ async fn wait_answer(gslb: &Gslb, want: &[&String], what: &str) {
         }
     })
     .await;
-}
-
-async fn metric(gslb: &Gslb, line: &str) -> bool {
-    gslb.get("/metrics").await.1.lines().any(|l| l == line)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -105,6 +105,11 @@ impl Gslb {
     }
 }
 
+/// Whether `line` is a line of gslb's `/metrics`, exactly.
+pub async fn metric(gslb: &Gslb, line: &str) -> bool {
+    gslb.get("/metrics").await.1.lines().any(|l| l == line)
+}
+
 pub async fn http_get(url: &str) -> (u16, String) {
     let r = reqwest::Client::builder()
         .no_proxy()

@@ -71,7 +71,7 @@ async fn get_json(gslb: &Gslb, path: &str, token: Option<&str>) -> (u16, Value) 
 }
 
 /// The status entry of `cluster`'s target.
-fn target<'a>(status: &'a Value, cluster: &str) -> &'a Value {
+pub(crate) fn target<'a>(status: &'a Value, cluster: &str) -> &'a Value {
     status["targets"]
         .as_array()
         .unwrap()
@@ -102,7 +102,8 @@ async fn promtool_accepts(text: &str) {
     );
 }
 
-async fn answer(gslb: &Gslb) -> Vec<String> {
+/// The addresses gslb answers for the app.
+pub(crate) async fn answer(gslb: &Gslb) -> Vec<String> {
     gslb.dig("tke-demo.cn A").await.rdata("A")
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::apiserver::FakeApi;
-use crate::harness::{Block, Gslb, eventually, gslb_cli, stand_ins, two_cluster_app};
+use crate::harness::{Block, Gslb, eventually, gslb_cli, metric, stand_ins, two_cluster_app};
+use crate::quorum::{answer, target};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const CONFIGMAPS: &str = "api/v1/configmaps";
@@ -55,23 +56,6 @@ async fn status(gslb: &Gslb) -> Value {
     let (code, body) = gslb.get("/api/v1/status").await;
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn target<'a>(status: &'a Value, cluster: &str) -> &'a Value {
-    status["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["cluster"] == cluster)
-        .unwrap()
-}
-
-async fn answer(gslb: &Gslb) -> Vec<String> {
-    gslb.dig("tke-demo.cn A").await.rdata("A")
-}
-
-async fn metric(gslb: &Gslb, line: &str) -> bool {
-    gslb.get("/metrics").await.1.lines().any(|l| l == line)
 }
 
 /// Waits until every instance counts three fresh views (its own and both others').
